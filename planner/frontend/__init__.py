@@ -1,0 +1,78 @@
+"""Frontends: ONNX (QuantLib integer or standard QDQ) to the integer IR."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from planner.errors import PlannerError
+from planner.frontend.onnx_io import graph_inputs, load_model
+from planner.ir import Graph
+
+
+def detect_flavour(model) -> str:
+    from planner.frontend.quantlib import is_quantlib_graph
+
+    ops = {n.op_type for n in model.graph.node}
+    if ops & {"QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "QLinearConv"}:
+        return "qdq"
+    if is_quantlib_graph(model):
+        return "quantlib"
+    return "float"
+
+
+def load_graph(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None = None,
+               fuse: bool = True) -> Graph:
+    """Read an ONNX file into the canonical integer IR (fused unless fuse=False)."""
+    path = Path(path)
+    model = load_model(path)
+    inputs = graph_inputs(model, path, input_shapes or {})
+    flavour = detect_flavour(model)
+    if flavour == "float":
+        raise PlannerError(
+            f"{path}: this is a float graph with no quantization (no QuantizeLinear/DequantizeLinear "
+            "and no QuantLib integer ops); quantize it first, e.g. with "
+            "onnxruntime.quantization.quantize_static (QDQ format), or export it with QuantLib")
+    if flavour == "qdq":
+        from planner.frontend.qdq import import_qdq
+        graph = import_qdq(model, path, inputs)
+    else:
+        from planner.frontend.quantlib import import_quantlib
+        graph = import_quantlib(model, path, inputs)
+    try:
+        graph.toposort()
+    except ValueError as exc:
+        raise PlannerError(f"{path}: {exc}") from None
+    infer_shapes(graph)
+    if fuse:
+        from planner.transforms import canonicalize
+        canonicalize(graph)
+        infer_shapes(graph)
+    graph.remove_unused()
+    return graph
+
+
+def infer_shapes(graph: Graph) -> None:
+    """Shapes and dtypes of every activation, by running the golden model on zeros.
+
+    Custom ops defeat onnx's shape inference; the golden model knows every op's shape rule.
+    """
+    from planner.golden.run import run_graph
+    from planner.transforms.dtypes import output_dtype
+
+    zeros = [np.zeros(graph.tensors[i].shape, dtype=np.int64) for i in graph.inputs]
+    with np.errstate(all="ignore"):
+        env = run_graph(graph, zeros, unfused=True, keep_all=True, check_ranges=False)
+    for node in graph.nodes:
+        for part in (node.parts or [node]):
+            for o in part.outputs:
+                if o in env:
+                    t = graph.tensors[o]
+                    t.shape = tuple(env[o].shape)
+                    t.dtype = output_dtype(graph, part)
+    for node in graph.nodes:
+        for o in node.outputs:
+            graph.tensors[o].shape = tuple(env[o].shape)
+            if node.parts:
+                graph.tensors[o].dtype = output_dtype(graph, node)
