@@ -1,0 +1,180 @@
+"""The `planner` command: inspect, golden, solve, explore, run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from planner.errors import PlannerError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # exit 2 with a one-line hint, as argparse does
+        self.print_usage(sys.stderr)
+        raise UsageError(message)
+
+
+def _fmt_shape(shape: Sequence[int]) -> str:
+    return "x".join(str(d) for d in shape) or "scalar"
+
+
+def table(headers: list[str], rows: list[list[object]]) -> str:
+    """A plain aligned text table (right-aligned numbers)."""
+    cells = [[str(c) for c in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+
+    def fmt(row: list[str], raw: list[object] | None = None) -> str:
+        out = []
+        for i, c in enumerate(row):
+            num = raw is not None and isinstance(raw[i], (int, float))
+            out.append(c.rjust(widths[i]) if num else c.ljust(widths[i]))
+        return "  ".join(out).rstrip()
+
+    lines = [fmt(headers), "  ".join("-" * w for w in widths)]
+    lines += [fmt(c, r) for c, r in zip(cells, rows)]
+    return "\n".join(lines)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from planner.analysis import mhsa_blocks, node_macs
+    from planner.frontend import load_graph
+    from planner.frontend.onnx_io import parse_input_shapes
+
+    graph = load_graph(args.network, parse_input_shapes(args.input_shape))
+    print(f"{args.network}: {graph.flavour} graph '{graph.name}', {len(graph.nodes)} nodes")
+    for name in graph.inputs:
+        t = graph.tensors[name]
+        print(f"  input  {name}: {_fmt_shape(t.shape)} {t.dtype}")
+    for name in graph.outputs:
+        t = graph.tensors[name]
+        print(f"  output {name}: {_fmt_shape(t.shape)} {t.dtype}")
+    rows = []
+    total_macs = 0
+    for n in graph.nodes:
+        acts = graph.activation_inputs(n)
+        ins = ", ".join(_fmt_shape(graph.tensors[i].shape) for i in acts)
+        out = graph.tensors[n.outputs[0]]
+        macs = node_macs(graph, n)
+        total_macs += macs
+        detail = ""
+        if n.attrs.get("rq") is not None:
+            detail = "rq " + n.attrs["rq"].granularity(out.shape)
+        if n.op == "Softmax":
+            detail = n.attrs["kind"]
+        if n.op == "MHSA":
+            detail = f"S={n.attrs['s']} E={n.attrs['e']} P={n.attrs['p']} H={n.attrs['h']}"
+        rows.append([n.name, n.op, ins, f"{_fmt_shape(out.shape)} {out.dtype}", macs,
+                     graph.weight_bytes([n]), detail])
+    print()
+    print(table(["node", "op", "inputs", "output", "MACs", "weight B", "detail"], rows))
+    print(f"\ntotal: {total_macs} MACs, {graph.weight_bytes()} weight bytes")
+    blocks = mhsa_blocks(graph)
+    if blocks:
+        print("\nMHSA blocks (FWSA = fused Q/K weights; ratios are fused/standard for the whole block):")
+        brows = [[b.node, b.s, b.e, b.p, b.h, b.softmax or "none", f"{b.fwsa.param_ratio:.2f}",
+                  f"{b.fwsa.mac_ratio:.2f}", "yes" if b.fwsa.pays else "no (harmful)"] for b in blocks]
+        print(table(["block", "S", "E", "P", "H", "softmax", "params ratio", "MACs ratio",
+                     "FWSA pays"], brows))
+    else:
+        print("\nno MHSA block detected")
+    for note in graph.notes:
+        print(f"note: {note}")
+    return 0
+
+
+def cmd_golden(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from planner.frontend import load_graph
+    from planner.frontend.onnx_io import parse_input_shapes
+    from planner.golden import compare_outputs, load_npz_inputs, load_npz_outputs, run_graph
+
+    graph = load_graph(args.network, parse_input_shapes(args.input_shape))
+    inputs = load_npz_inputs(graph, args.inputs)
+    outs = run_graph(graph, inputs, unfused=args.unfused)
+    results = [outs[o] for o in graph.outputs]
+    if args.output:
+        np.savez(args.output, **{f"output_{k}": r for k, r in enumerate(results)})
+        print(f"wrote {args.output}")
+    if args.expect:
+        expected = load_npz_outputs(graph, args.expect)
+        cmp = compare_outputs(results, expected)
+        if cmp.exact:
+            print(f"bit-exact ({cmp.total} elements)")
+            return 0
+        print(f"MISMATCH: {cmp.mismatches} of {cmp.total} elements differ, max |delta| = {cmp.max_abs_diff}")
+        return 1
+    if not args.output:
+        for name, r in zip(graph.outputs, results):
+            print(f"{name}: shape {_fmt_shape(r.shape)}, min {r.min()}, max {r.max()}")
+    return 0
+
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
+    parser = _Parser(prog="planner", description="Tiling and memory planner for int8 Tiny "
+                     "Transformers on MCUs (GAP9, STM32H7, STM32L4).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands: dict[str, Command] = {}
+
+    def shape_opt(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--input-shape", action="append", metavar="NAME=1x81x32",
+                       help="static shape of a graph input with dynamic dimensions (repeatable)")
+
+    p = sub.add_parser("inspect", help="show the canonical integer graph as understood")
+    p.add_argument("network", help="ONNX file (QuantLib integer graph or QDQ int8 graph)")
+    shape_opt(p)
+    commands["inspect"] = cmd_inspect
+
+    p = sub.add_parser("golden", help="run the bit-exact integer golden model")
+    p.add_argument("network")
+    p.add_argument("--inputs", required=True, metavar="IN.npz",
+                   help="k-th array feeds the k-th graph input (names irrelevant)")
+    p.add_argument("-o", "--output", metavar="OUT.npz")
+    p.add_argument("--expect", metavar="EXPECTED.npz",
+                   help="compare with expected outputs; exit 1 on any mismatch")
+    p.add_argument("--unfused", action="store_true", help="run fused blocks through their parts")
+    shape_opt(p)
+    commands["golden"] = cmd_golden
+
+    for register in _extra_commands():
+        register(sub, commands)
+    return parser, commands
+
+
+def _extra_commands() -> list[Callable]:
+    """Subcommands that live in their own modules (solve, explore, run) when present."""
+    found = []
+    for module in ("planner.solve_cli", "planner.explore_cli", "planner.run_cli"):
+        try:
+            mod = __import__(module, fromlist=["register"])
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        found.append(mod.register)
+    return found
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser, commands = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not args.command:
+            parser.print_help()
+            return 2
+        return commands[args.command](args)
+    except PlannerError as exc:
+        print(f"planner: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("planner: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
