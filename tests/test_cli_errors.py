@@ -118,3 +118,16 @@ def test_inspect_every_peer_graph(case: str, capsys) -> None:
     assert rc == 0 and "quantlib graph" in text and "total:" in text
     if case in ("Kernels_Integer_Attention", "Models_EEGFormer"):
         assert "MHSA blocks" in text
+
+
+def test_golden_names_node_when_int32_accumulator_overflows(capsys, tmp_path) -> None:
+    """Weights that push the int32 accumulator out of range: the golden model refuses, naming the node."""
+    w = np.full((32, 4), 2**20, dtype=np.float32)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 32])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    node = helper.make_node("MatMul", ["x", "w"], ["y"], name="big_mm")
+    g = helper.make_graph([node], "g", [x], [y], [numpy_helper.from_array(w, "w")])
+    p = _save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "big.onnx")
+    np.savez(tmp_path / "in.npz", x=np.full((1, 32), 127, dtype=np.int8))
+    rc, text = run_cli(["golden", p, "--inputs", str(tmp_path / "in.npz")], capsys)
+    assert rc == 1 and "big_mm" in text and "int32 range" in text
