@@ -1,0 +1,552 @@
+"""Machine-readable description of every kernel of kernel_lib, read by the tiler and the codegen.
+
+One KernelDesc per kernel family: the C function(s), the loop dims, which dim is split across
+cores, each operand's layout and strides, the scratch size (a function of the dims, the core
+count and the ISA path), the divisibility / alignment / range rules that are really enforced
+or assumed by the C, and a cost hint (MACs or elements as a function of the dims).
+
+Dims are passed as a dict of ints, with the names listed in KernelDesc.dims (extra keys are
+ignored). ISA paths: "generic" (portable C: host, RV32 / GAP9 without Xpulp), "arm-dsp"
+(Cortex-M4/M7, __ARM_FEATURE_DSP), "xpulpv2" (reserved: GAP9 SIMD, not implemented or verified
+here; it falls back to the portable code, so it is described as "generic").
+
+Example::
+
+    from kernel_lib import descriptions as kd
+    d = kd.get("linear")
+    d.c_function(x_dtype="uint8", out="8bit")          # 'kl_linear_u8'
+    d.split_dim({"S": 64, "N": 64, "K": 64}, 8)        # 'S'
+    d.scratch_bytes({"S": 64, "N": 64, "K": 64}, 8, "arm-dsp")   # 6144
+    kd.check("linear", {"S": 3, "N": 5, "K": 7}, "arm-dsp")       # [] (no rule violated)
+    d.cost({"S": 64, "N": 64, "K": 64})                # 262144 (MACs)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Mapping
+
+Dims = Mapping[str, int]
+
+ISAS = ("generic", "arm-dsp", "xpulpv2")
+
+I32_MAX = 2**31 - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Operand:
+    """One argument array of a kernel."""
+
+    name: str           # C argument name of the base pointer
+    role: str           # "in", "out", "inout", "param" (constant tensor), "scratch"
+    dtype: str          # "int8", "uint8", "int8|uint8", "int32", "8bit" (signedness from rq)
+    shape: tuple[str, ...]   # logical shape in dim names (or expressions) e.g. ("S", "K")
+    layout: str         # human-readable layout
+    strides: tuple[str, ...] = ()  # C arguments giving its strides in elements, outer first
+    contiguous_dim: str | None = None  # dim whose elements are adjacent in memory (stride 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """A condition the kernel needs. `check(dims)` returns True when it holds."""
+
+    text: str
+    check: Callable[[Dims], bool]
+    isa: tuple[str, ...] = ISAS  # the paths the rule applies to
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelDesc:
+    name: str
+    c_functions: Mapping[str, str]  # variant key -> C function name
+    prototype: str                  # C prototype(s), as in kernel_lib.h
+    dims: tuple[str, ...]
+    split_doc: str
+    split: Callable[[Dims, int], str]
+    operands: tuple[Operand, ...]
+    scratch: Callable[[Dims, int, str], int]
+    scratch_doc: str
+    rules: tuple[Rule, ...]
+    cost_unit: str                  # "MAC" or "element"
+    cost: Callable[[Dims], int]
+    golden: str                     # function of planner.golden.ops that specifies it
+    notes: str = ""
+
+    def c_function(self, **variant: str) -> str:
+        """The C function for a variant, e.g. linear: x_dtype='int8'|'uint8', out='8bit'|'int32'."""
+        key = _variant_key(self.name, variant)
+        try:
+            return self.c_functions[key]
+        except KeyError:
+            raise KeyError(f"{self.name}: no C function for variant {variant} "
+                           f"(known: {sorted(self.c_functions)})") from None
+
+    def split_dim(self, dims: Dims, n_cores: int) -> str:
+        return self.split(dims, n_cores)
+
+    def scratch_bytes(self, dims: Dims, n_cores: int, isa: str = "generic") -> int:
+        """Total scratch bytes for a call on n_cores cores (one buffer, 4-byte aligned)."""
+        _check_isa(isa)
+        return int(self.scratch(dims, n_cores, isa))
+
+    def violations(self, dims: Dims, isa: str = "generic") -> list[str]:
+        _check_isa(isa)
+        return [r.text for r in self.rules if isa in r.isa and not r.check(dims)]
+
+    def to_dict(self) -> dict:
+        """JSON-friendly view (callables left out)."""
+        return {
+            "name": self.name, "c_functions": dict(self.c_functions), "prototype": self.prototype,
+            "dims": list(self.dims), "split": self.split_doc,
+            "operands": [dataclasses.asdict(o) for o in self.operands],
+            "scratch": self.scratch_doc, "rules": [r.text for r in self.rules],
+            "cost_unit": self.cost_unit, "golden": self.golden, "notes": self.notes,
+        }
+
+
+def _check_isa(isa: str) -> None:
+    if isa not in ISAS:
+        raise ValueError(f"unknown ISA path {isa!r}; known: {ISAS}")
+
+
+def _variant_key(name: str, variant: Mapping[str, str]) -> str:
+    if not variant:
+        return "default"
+    return ",".join(f"{k}={variant[k]}" for k in sorted(variant))
+
+
+# ------------------------------------------------------------------------------------------
+# shared pieces
+# ------------------------------------------------------------------------------------------
+
+DSP_RMAX = 6  # KL_DSP_RMAX of kernel_lib.h
+
+
+def mm_scratch_per_core(k: int, isa: str) -> int:
+    """KL_MM_SCRATCH_PER_CORE(K) of kernel_lib.h: DSP_RMAX rows x K int16 on the Arm DSP path."""
+    return 2 * DSP_RMAX * k if isa == "arm-dsp" else 0
+
+
+def _mm_scratch(kdim: str) -> Callable[[Dims, int, str], int]:
+    return lambda d, n, isa: n * mm_scratch_per_core(d[kdim], isa)
+
+
+def _rows_else_cols(rows: str, cols: str) -> Callable[[Dims, int], str]:
+    return lambda d, n: rows if d[rows] >= n else cols
+
+
+def _pos(*names: str) -> Rule:
+    return Rule(f"{', '.join(names)} >= 1", lambda d: all(d[k] >= 1 for k in names))
+
+
+_RQ_DOC = ("kl_rq_t: y = clip((acc*mul + add + 2^(shift-1)) >> shift), 64-bit product; "
+           "mul/add per tensor, row, column or batch through element strides; shift 0..62")
+_RQ_RULES = (
+    Rule("rq.shift in [0, 62]", lambda d: 0 <= d.get("shift", 0) <= 62),
+    Rule("rq.n_levels in [2, 256]", lambda d: 2 <= d.get("n_levels", 256) <= 256),
+)
+
+_ACC_RULE_LINEAR = Rule(
+    "int32 accumulator: K * 128 * 255 + |bias| < 2^31 (K < 65000 for int8 x uint8)",
+    lambda d: d["K"] * 128 * 255 < 2**31 - 2**24)
+
+
+KERNELS: dict[str, KernelDesc] = {}
+
+
+def _add(k: KernelDesc) -> None:
+    KERNELS[k.name] = k
+
+
+_add(KernelDesc(
+    name="linear",
+    c_functions={
+        "out=8bit,x_dtype=int8": "kl_linear_s8",
+        "out=8bit,x_dtype=uint8": "kl_linear_u8",
+        "out=int32,x_dtype=int8": "kl_linear_s8_i32",
+        "out=int32,x_dtype=uint8": "kl_linear_u8_i32",
+    },
+    prototype=(
+        "void kl_linear_s8(const int8_t *x, int32_t x_rs, const int8_t *w, int32_t w_rs, "
+        "const int32_t *bias, void *y, int32_t y_rs, int32_t S, int32_t N, int32_t K, "
+        "const kl_rq_t *rq, void *scratch, int core_id, int n_cores);  /* _u8: uint8 x */\n"
+        "void kl_linear_s8_i32(const int8_t *x, int32_t x_rs, const int8_t *w, int32_t w_rs, "
+        "const int32_t *bias, int32_t *acc, int32_t acc_rs, int32_t S, int32_t N, int32_t K, "
+        "int mode /* KL_ACC_STORE|KL_ACC_ADD */, void *scratch, int core_id, int n_cores);"),
+    dims=("S", "N", "K"),
+    split_doc="rows S when S >= n_cores, else output features N (balanced, sizes differ by <= 1)",
+    split=_rows_else_cols("S", "N"),
+    operands=(
+        Operand("x", "in", "int8|uint8", ("S", "K"), "token-major, row stride x_rs >= K",
+                ("x_rs",), "K"),
+        Operand("w", "param", "int8", ("N", "K"),
+                "[out][in], row stride w_rs >= K (a column slice W[:, k0:k0+K] is w + k0 with "
+                "the full row stride); no pre-arranged layout", ("w_rs",), "K"),
+        Operand("bias", "param", "int32", ("N",), "per output feature, may be NULL"),
+        Operand("y", "out", "8bit", ("S", "N"), "row stride y_rs >= N; int8 or uint8 by rq",
+                ("y_rs",), "N"),
+        Operand("acc", "inout", "int32", ("S", "N"),
+                "int32 variants: row stride acc_rs; KL_ACC_STORE writes, KL_ACC_ADD adds "
+                "(K split: bias with exactly one chunk, then kl_linear_finalize or kl_requant)",
+                ("acc_rs",), "N"),
+        Operand("scratch", "scratch", "int8", ("n_cores * 2 * DSP_RMAX * K",),
+                "arm-dsp: per core DSP_RMAX (6) rows x K int16; 8-byte aligned; "
+                "NULL -> portable path"),
+    ),
+    scratch=_mm_scratch("K"),
+    scratch_doc="n_cores * 12 * K bytes on arm-dsp (KL_MM_SCRATCH_PER_CORE), 0 otherwise",
+    rules=(_pos("S", "N", "K"), _ACC_RULE_LINEAR, *_RQ_RULES,
+           Rule("scratch 8-byte aligned (LDRD)", lambda d: True, ("arm-dsp",))),
+    cost_unit="MAC",
+    cost=lambda d: d["S"] * d["N"] * d["K"],
+    golden="linear + requant_shift",
+    notes=("S, N, K any (leftovers handled); no stride alignment rule on any path (the DSP path "
+           "uses unaligned word loads, allowed on ARMv7E-M). " + _RQ_DOC),
+))
+
+_add(KernelDesc(
+    name="linear_finalize",
+    c_functions={"default": "kl_linear_finalize"},
+    prototype=("void kl_linear_finalize(const int32_t *acc, int32_t acc_rs, const int32_t *bias, "
+               "void *y, int32_t y_rs, int32_t S, int32_t N, const kl_rq_t *rq, int core_id, "
+               "int n_cores);"),
+    dims=("S", "N"),
+    split_doc="rows S when S >= n_cores, else columns N",
+    split=_rows_else_cols("S", "N"),
+    operands=(
+        Operand("acc", "in", "int32", ("S", "N"), "row stride acc_rs", ("acc_rs",), "N"),
+        Operand("bias", "param", "int32", ("N",), "may be NULL"),
+        Operand("y", "out", "8bit", ("S", "N"), "row stride y_rs", ("y_rs",), "N"),
+    ),
+    scratch=lambda d, n, isa: 0,
+    scratch_doc="none",
+    rules=(_pos("S", "N"), *_RQ_RULES),
+    cost_unit="element",
+    cost=lambda d: d["S"] * d["N"],
+    golden="requant_shift(acc + bias)",
+))
+
+_add(KernelDesc(
+    name="requant",
+    c_functions={"default": "kl_requant"},
+    prototype=("void kl_requant(const int32_t *x, int32_t x_rs, void *y, int32_t y_rs, "
+               "int32_t rows, int32_t cols, const kl_rq_t *rq, int core_id, int n_cores);"),
+    dims=("rows", "cols"),
+    split_doc="rows when rows >= n_cores, else columns",
+    split=_rows_else_cols("rows", "cols"),
+    operands=(
+        Operand("x", "in", "int32", ("rows", "cols"), "row stride x_rs", ("x_rs",), "cols"),
+        Operand("y", "out", "8bit", ("rows", "cols"), "row stride y_rs", ("y_rs",), "cols"),
+    ),
+    scratch=lambda d, n, isa: 0,
+    scratch_doc="none",
+    rules=(_pos("rows", "cols"), *_RQ_RULES),
+    cost_unit="element",
+    cost=lambda d: d["rows"] * d["cols"],
+    golden="requant_shift",
+))
+
+_MM_CORR = ("row_corr[M] / col_corr[N] (int32, may be NULL) are added to the accumulator "
+            "before requantization: the zero-point correction hook (QDQ activations: "
+            "col_corr = -za*colsum(B) + K*za*zb, row_corr = -zb*rowsum(A))")
+
+_add(KernelDesc(
+    name="matmul_nt",
+    c_functions={"default": "kl_matmul_nt_s8"},
+    prototype=("void kl_matmul_nt_s8(const int8_t *a, int32_t a_rs, const int8_t *b, int32_t b_rs,"
+               " void *y, int32_t y_rs, int32_t M, int32_t N, int32_t K, const int32_t *row_corr,"
+               " const int32_t *col_corr, const kl_rq_t *rq, void *scratch, int core_id, "
+               "int n_cores);"),
+    dims=("M", "N", "K"),
+    split_doc="rows M when M >= n_cores, else columns N",
+    split=_rows_else_cols("M", "N"),
+    operands=(
+        Operand("a", "in", "int8", ("M", "K"), "token-major (e.g. Q_h: q + h*P, a_rs = H*P)",
+                ("a_rs",), "K"),
+        Operand("b", "in", "int8", ("N", "K"), "token-major (e.g. K_h: k + h*P, b_rs = H*P)",
+                ("b_rs",), "K"),
+        Operand("y", "out", "8bit", ("M", "N"), "row stride y_rs", ("y_rs",), "N"),
+        Operand("scratch", "scratch", "int8", ("n_cores * 2 * DSP_RMAX * K",), "as linear"),
+    ),
+    scratch=_mm_scratch("K"),
+    scratch_doc="n_cores * 12 * K bytes on arm-dsp, 0 otherwise",
+    rules=(_pos("M", "N", "K"), Rule("K * 128 * 128 + |corr| < 2^31", lambda d: d["K"] < 2**17),
+           *_RQ_RULES),
+    cost_unit="MAC",
+    cost=lambda d: d["M"] * d["N"] * d["K"],
+    golden="A @ B.T (+ corr), requant_shift",
+    notes=_MM_CORR,
+))
+
+_add(KernelDesc(
+    name="matmul_nn",
+    c_functions={"a_dtype=uint8": "kl_matmul_nn_u8s8", "a_dtype=int8": "kl_matmul_nn_s8s8"},
+    prototype=("void kl_matmul_nn_u8s8(const uint8_t *a, int32_t a_rs, const int8_t *b, "
+               "int32_t b_rs, void *y, int32_t y_rs, int32_t M, int32_t N, int32_t K, "
+               "const int32_t *row_corr, const int32_t *col_corr, const kl_rq_t *rq, "
+               "void *scratch, int core_id, int n_cores);  /* _s8s8: int8 a */"),
+    dims=("M", "N", "K"),
+    split_doc="rows M when M >= n_cores, else columns N",
+    split=_rows_else_cols("M", "N"),
+    operands=(
+        Operand("a", "in", "uint8|int8", ("M", "K"), "row-major (probabilities [x][S])",
+                ("a_rs",), "K"),
+        Operand("b", "in", "int8", ("K", "N"),
+                "row-major [K][N] (V_h token-major [S][P]: v + h*P, b_rs = H*P)", ("b_rs",), "N"),
+        Operand("y", "out", "8bit", ("M", "N"),
+                "row stride y_rs (head-interleaved [S][H][P]: y + h*P, y_rs = H*P)",
+                ("y_rs",), "N"),
+        Operand("scratch", "scratch", "int8", ("n_cores * 2 * DSP_RMAX * K",), "as linear"),
+    ),
+    scratch=_mm_scratch("K"),
+    scratch_doc="n_cores * 12 * K bytes on arm-dsp, 0 otherwise",
+    rules=(_pos("M", "N", "K"), Rule("K * 255 * 128 + |corr| < 2^31", lambda d: d["K"] < 65000),
+           *_RQ_RULES),
+    cost_unit="MAC",
+    cost=lambda d: d["M"] * d["N"] * d["K"],
+    golden="A @ B (+ corr), requant_shift",
+    notes=(_MM_CORR + ". On arm-dsp the columns of B are gathered and expanded once per 8 "
+           "columns per call, which costs about 3 instructions per element of B: for few rows M "
+           "(small depth-first chunks) transpose V_h once per head with kl_transpose8 and use "
+           "matmul_nt instead."),
+))
+
+_add(KernelDesc(
+    name="bmatmul",
+    c_functions={"default": "kl_bmatmul"},
+    prototype=("void kl_bmatmul(const void *a, int a_signed, int32_t a_bs, int32_t a_rs, "
+               "const void *b, int b_signed, int b_trans, int32_t b_bs, int32_t b_rs, void *y, "
+               "int32_t y_bs, int32_t y_rs, int32_t batch, int32_t M, int32_t N, int32_t K, "
+               "const int32_t *row_corr, const int32_t *col_corr, const kl_rq_t *rq, "
+               "void *scratch, int core_id, int n_cores);"),
+    dims=("batch", "M", "N", "K"),
+    split_doc="the batch*M output rows when batch*M >= n_cores, else columns N of every batch",
+    split=lambda d, n: "batch*M" if d["batch"] * d["M"] >= n else "N",
+    operands=(
+        Operand("a", "in", "int8|uint8", ("batch", "M", "K"), "batch stride a_bs, row stride a_rs",
+                ("a_bs", "a_rs"), "K"),
+        Operand("b", "in", "int8|uint8", ("batch", "K", "N"),
+                "[batch][K][N] (b_trans=0) or [batch][N][K] (b_trans=1)", ("b_bs", "b_rs")),
+        Operand("y", "out", "8bit", ("batch", "M", "N"), "batch stride y_bs, row stride y_rs",
+                ("y_bs", "y_rs"), "N"),
+        Operand("scratch", "scratch", "int8", ("n_cores * 2 * DSP_RMAX * K",), "as linear"),
+    ),
+    scratch=_mm_scratch("K"),
+    scratch_doc="n_cores * 12 * K bytes on arm-dsp, 0 otherwise",
+    rules=(_pos("batch", "M", "N", "K"), Rule("K * 255 * 255 < 2^31", lambda d: d["K"] < 33000),
+           *_RQ_RULES),
+    cost_unit="MAC",
+    cost=lambda d: d["batch"] * d["M"] * d["N"] * d["K"],
+    golden="np.matmul (batched), requant_shift with mul/add per batch (rq.mul_sb/add_sb)",
+    notes=_MM_CORR + " (per batch: row_corr + b*M, col_corr + b*N).",
+))
+
+_add(KernelDesc(
+    name="transpose8",
+    c_functions={"default": "kl_transpose8"},
+    prototype=("void kl_transpose8(const void *x, int32_t x_rs, void *y, int32_t y_rs, "
+               "int32_t rows, int32_t cols, int core_id, int n_cores);"),
+    dims=("rows", "cols"),
+    split_doc="output rows (= input columns)",
+    split=lambda d, n: "cols",
+    operands=(
+        Operand("x", "in", "int8|uint8", ("rows", "cols"), "row stride x_rs", ("x_rs",), "cols"),
+        Operand("y", "out", "int8|uint8", ("cols", "rows"), "row stride y_rs", ("y_rs",), "rows"),
+    ),
+    scratch=lambda d, n, isa: 0,
+    scratch_doc="none",
+    rules=(_pos("rows", "cols"),),
+    cost_unit="element",
+    cost=lambda d: d["rows"] * d["cols"],
+    golden="np.transpose",
+))
+
+
+def _isoftmax_ymax(d: Dims) -> int:
+    a, b, c, l2 = d.get("coeff_a", 1), d.get("coeff_b", 0), d.get("coeff_c", 0), d.get("log2", 1)
+    return a * (abs(b) + l2) ** 2 + abs(c)
+
+
+_add(KernelDesc(
+    name="isoftmax",
+    c_functions={"default": "kl_isoftmax"},
+    prototype=("void kl_isoftmax(const int8_t *x, int32_t x_rs, uint8_t *y, int32_t y_rs, "
+               "int32_t rows, int32_t L, int32_t coeff_a, int32_t coeff_b, int32_t coeff_c, "
+               "int32_t log2, int32_t n_levels, int32_t *scratch, int core_id, int n_cores);"),
+    dims=("rows", "L"),
+    split_doc="rows (each row whole on one core)",
+    split=lambda d, n: "rows",
+    operands=(
+        Operand("x", "in", "int8", ("rows", "L"), "row stride x_rs", ("x_rs",), "L"),
+        Operand("y", "out", "uint8", ("rows", "L"), "row stride y_rs, values in [0, n-1]",
+                ("y_rs",), "L"),
+        Operand("scratch", "scratch", "int32", ("n_cores * L",), "per core one int32 row"),
+    ),
+    scratch=lambda d, n, isa: 4 * d["L"] * n,
+    scratch_doc="n_cores * 4 * L bytes (int32, 4-byte aligned), every ISA",
+    rules=(
+        _pos("rows", "L"),
+        Rule("log2 >= 1", lambda d: d.get("log2", 1) >= 1),
+        Rule("coeff_a >= 0 and coeff_c >= 0 (exponential terms non-negative)",
+             lambda d: d.get("coeff_a", 1) >= 0 and d.get("coeff_c", 0) >= 0),
+        Rule("coeff_a*coeff_b^2 + coeff_c > 0 (row sum > 0)",
+             lambda d: d.get("coeff_a", 1) * d.get("coeff_b", 1) ** 2 + d.get("coeff_c", 0) > 0),
+        Rule("ymax*(n_levels-1) < 2^31 and ymax*L < 2^31, ymax = a*(|b|+log2)^2 + c",
+             lambda d: _isoftmax_ymax(d) * (d.get("n_levels", 256) - 1) <= I32_MAX
+             and _isoftmax_ymax(d) * d["L"] <= I32_MAX),
+        Rule("n_levels in [2, 256]", lambda d: 2 <= d.get("n_levels", 256) <= 256),
+    ),
+    cost_unit="element",
+    cost=lambda d: d["rows"] * d["L"],
+    golden="isoftmax",
+    notes=("Row sum division by an exact reciprocal computed once per row (Granlund-Montgomery, "
+           "exact for every numerator < 2^31); exponent z = floor(d/log2) by an exact multiply."),
+))
+
+_add(KernelDesc(
+    name="itamax",
+    c_functions={"default": "kl_itamax"},
+    prototype=("void kl_itamax(const int8_t *x, int32_t x_rs, uint8_t *y, int32_t y_rs, "
+               "int32_t rows, int32_t L, int32_t n_levels, int core_id, int n_cores);"),
+    dims=("rows", "L"),
+    split_doc="rows",
+    split=lambda d, n: "rows",
+    operands=(
+        Operand("x", "in", "int8", ("rows", "L"), "row stride x_rs", ("x_rs",), "L"),
+        Operand("y", "out", "uint8", ("rows", "L"), "row stride y_rs", ("y_rs",), "L"),
+    ),
+    scratch=lambda d, n, isa: 0,
+    scratch_doc="none",
+    rules=(_pos("rows", "L"),
+           Rule("n_levels a power of two in [2, 256]",
+                lambda d: d.get("n_levels", 256) in (2, 4, 8, 16, 32, 64, 128, 256)),
+           Rule("L * 2^B < 2^31", lambda d: d["L"] < 2**22)),
+    cost_unit="element",
+    cost=lambda d: d["rows"] * d["L"],
+    golden="itamax",
+))
+
+_add(KernelDesc(
+    name="ita_partial_max",
+    c_functions={"default": "kl_ita_partial_max"},
+    prototype=("void kl_ita_partial_max(const int8_t *x, int32_t x_rs, uint8_t *y, int32_t y_rs, "
+               "int32_t rows, int32_t L, int32_t group_width, int32_t n_levels, int core_id, "
+               "int n_cores);"),
+    dims=("rows", "L"),
+    split_doc="rows",
+    split=lambda d, n: "rows",
+    operands=(
+        Operand("x", "in", "int8", ("rows", "L"), "row stride x_rs", ("x_rs",), "L"),
+        Operand("y", "out", "uint8", ("rows", "L"), "row stride y_rs, values in [0, n/2-1]",
+                ("y_rs",), "L"),
+    ),
+    scratch=lambda d, n, isa: 0,
+    scratch_doc="none",
+    rules=(_pos("rows", "L"),
+           Rule("L >= group_width >= 1", lambda d: d["L"] >= d.get("group_width", 1) >= 1),
+           Rule("n_levels a power of two in [2, 256]",
+                lambda d: d.get("n_levels", 256) in (2, 4, 8, 16, 32, 64, 128, 256))),
+    cost_unit="element",
+    cost=lambda d: d["rows"] * d["L"],
+    golden="ita_partial_max",
+))
+
+_add(KernelDesc(
+    name="ilayernorm",
+    c_functions={"default": "kl_ilayernorm"},
+    prototype=("void kl_ilayernorm(const int8_t *x, int32_t x_rs, int8_t *y, int32_t y_rs, "
+               "int32_t rows, int32_t L, const int32_t *weight, const int32_t *bias, "
+               "int32_t d_log2, int32_t n_levels, int core_id, int n_cores);"),
+    dims=("rows", "L"),
+    split_doc="rows",
+    split=lambda d, n: "rows",
+    operands=(
+        Operand("x", "in", "int8", ("rows", "L"), "row stride x_rs", ("x_rs",), "L"),
+        Operand("weight", "param", "int32", ("L",), "per feature"),
+        Operand("bias", "param", "int32", ("L",), "per feature"),
+        Operand("y", "out", "int8", ("rows", "L"), "row stride y_rs", ("y_rs",), "L"),
+    ),
+    scratch=lambda d, n, isa: 0,
+    scratch_doc="none",
+    rules=(_pos("rows", "L"),
+           Rule("|weight| < 2^23 and |bias| < 2^30 (int32 products)",
+                lambda d: d.get("max_abs_weight", 0) < 2**23 and d.get("max_abs_bias", 0) < 2**30),
+           Rule("L * 255^2 < 2^31", lambda d: d["L"] * 255 * 255 < 2**31),
+           Rule("D a power of two (pass d_log2 = log2(D), 0..30)",
+                lambda d: 0 <= d.get("d_log2", 0) <= 30)),
+    cost_unit="element",
+    cost=lambda d: d["rows"] * d["L"],
+    golden="ilayernorm",
+))
+
+_ELTWISE_SPLIT = "rows when rows >= n_cores, else columns"
+
+_add(KernelDesc(
+    name="igelu",
+    c_functions={"out=int32": "kl_igelu_i32", "out=8bit": "kl_igelu_rq"},
+    prototype=("void kl_igelu_i32(const int8_t *x, int32_t x_rs, int32_t *y, int32_t y_rs, "
+               "int32_t rows, int32_t cols, int32_t b, int32_t one, int core_id, int n_cores);\n"
+               "void kl_igelu_rq(const int8_t *x, int32_t x_rs, void *y, int32_t y_rs, "
+               "int32_t rows, int32_t cols, int32_t b, int32_t one, const kl_rq_t *rq, "
+               "int core_id, int n_cores);"),
+    dims=("rows", "cols"),
+    split_doc=_ELTWISE_SPLIT,
+    split=_rows_else_cols("rows", "cols"),
+    operands=(
+        Operand("x", "in", "int8", ("rows", "cols"), "row stride x_rs", ("x_rs",), "cols"),
+        Operand("y", "out", "int32|8bit", ("rows", "cols"), "row stride y_rs", ("y_rs",), "cols"),
+    ),
+    scratch=lambda d, n, isa: 0,
+    scratch_doc="none",
+    rules=(_pos("rows", "cols"),
+           Rule("b < 0, one > 0, 128*(one + b^2) < 2^31",
+                lambda d: d.get("b", -1) < 0 and d.get("one", 1) > 0
+                and 128 * (d.get("one", 1) + d.get("b", -1) ** 2) < 2**31)),
+    cost_unit="element",
+    cost=lambda d: d["rows"] * d["cols"],
+    golden="igelu (+ requant_shift)",
+))
+
+_add(KernelDesc(
+    name="add_rq",
+    c_functions={"default": "kl_add_rq"},
+    prototype=("void kl_add_rq(const void *a, int a_signed, int32_t a_rs, const kl_rq_t *rq_a, "
+               "const void *b, int b_signed, int32_t b_rs, const kl_rq_t *rq_b, void *y, "
+               "int32_t y_rs, int32_t rows, int32_t cols, const kl_rq_t *rq_out, int core_id, "
+               "int n_cores);"),
+    dims=("rows", "cols"),
+    split_doc=_ELTWISE_SPLIT,
+    split=_rows_else_cols("rows", "cols"),
+    operands=(
+        Operand("a", "in", "int8|uint8", ("rows", "cols"), "row stride a_rs", ("a_rs",), "cols"),
+        Operand("b", "in", "int8|uint8", ("rows", "cols"), "row stride b_rs", ("b_rs",), "cols"),
+        Operand("y", "out", "8bit", ("rows", "cols"), "row stride y_rs", ("y_rs",), "cols"),
+    ),
+    scratch=lambda d, n, isa: 0,
+    scratch_doc="none",
+    rules=(_pos("rows", "cols"), *_RQ_RULES),
+    cost_unit="element",
+    cost=lambda d: d["rows"] * d["cols"],
+    golden="requant_shift(requant_shift(a) + requant_shift(b))",
+    notes="QuantLib residual pattern RQ(RQ(a) + RQ(b)) (peer Kernels_Integer_Add_Regular_RQ).",
+))
+
+
+def get(name: str) -> KernelDesc:
+    try:
+        return KERNELS[name]
+    except KeyError:
+        raise KeyError(f"unknown kernel {name!r}; known: {sorted(KERNELS)}") from None
+
+
+def scratch_bytes(name: str, dims: Dims, n_cores: int, isa: str = "generic") -> int:
+    return get(name).scratch_bytes(dims, n_cores, isa)
+
+
+def check(name: str, dims: Dims, isa: str = "generic") -> list[str]:
+    """The rules of kernel `name` violated by `dims` (empty list: all hold)."""
+    return get(name).violations(dims, isa)
+
+
+def as_json() -> dict:
+    return {k: v.to_dict() for k, v in KERNELS.items()}

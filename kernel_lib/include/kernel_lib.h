@@ -1,0 +1,192 @@
+/* kernel_lib.h - int8 kernels for Tiny Transformers on MCUs (GAP9 cluster, Cortex-M7/M4).
+ *
+ * Every function is bit-exact with planner/golden/ops.py. Layouts, core splits and scratch
+ * sizes are described machine-readably in kernel_lib/descriptions.py and for humans in
+ * docs/kernels.md. All strides are in elements. All kernels take (core_id, n_cores) last and
+ * compute only their share; call them from every core with the same arguments.
+ */
+#ifndef KERNEL_LIB_H
+#define KERNEL_LIB_H
+
+#include "kl_common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Scratch bytes PER CORE needed by the matmul-family kernels (linear, matmul_*):
+ * the Arm DSP path pre-expands KL_DSP_RMAX rows x K of the "row" operand to int16. The
+ * portable and XpulpV2 paths need none. Pass a buffer of n_cores * KL_MM_SCRATCH_PER_CORE(K)
+ * bytes, 8-byte aligned (NULL selects the portable path). */
+#define KL_DSP_RMAX 6
+#if KL_ARM_DSP
+#define KL_MM_SCRATCH_PER_CORE(K) ((size_t)(2 * KL_DSP_RMAX) * (size_t)(K))
+#else
+#define KL_MM_SCRATCH_PER_CORE(K) ((size_t)0)
+#endif
+
+/* Output modes of the int32 variants. */
+#define KL_ACC_STORE 0 /* acc  = X.W^T (+ bias) */
+#define KL_ACC_ADD 1   /* acc += X.W^T (+ bias) */
+
+/* ---------------------------------------------------------------------------------------- */
+/* Linear: Y[S][N] = RQ(X[S][K] . W[N][K]^T + bias[N])                                      */
+/*   X row stride x_rs, W row stride w_rs (w_rs >= K; a column slice W[:, k0:k0+K] is        */
+/*   w + k0 with the full row stride), Y row stride y_rs. bias may be NULL.                  */
+/*   Split across cores: rows S when S >= n_cores, else output features N.                   */
+/* ---------------------------------------------------------------------------------------- */
+void kl_linear_s8(const int8_t *x, int32_t x_rs, const int8_t *w, int32_t w_rs,
+                  const int32_t *bias, void *y, int32_t y_rs, int32_t S, int32_t N, int32_t K,
+                  const kl_rq_t *rq, void *scratch, int core_id, int n_cores);
+void kl_linear_u8(const uint8_t *x, int32_t x_rs, const int8_t *w, int32_t w_rs,
+                  const int32_t *bias, void *y, int32_t y_rs, int32_t S, int32_t N, int32_t K,
+                  const kl_rq_t *rq, void *scratch, int core_id, int n_cores);
+
+/* int32 partial sums for a K split: acc[S][N] (row stride acc_rs) = or += X.W^T (+ bias when
+ * bias != NULL: pass the bias with exactly one K chunk). mode: KL_ACC_STORE / KL_ACC_ADD. */
+void kl_linear_s8_i32(const int8_t *x, int32_t x_rs, const int8_t *w, int32_t w_rs,
+                      const int32_t *bias, int32_t *acc, int32_t acc_rs, int32_t S, int32_t N,
+                      int32_t K, int mode, void *scratch, int core_id, int n_cores);
+void kl_linear_u8_i32(const uint8_t *x, int32_t x_rs, const int8_t *w, int32_t w_rs,
+                      const int32_t *bias, int32_t *acc, int32_t acc_rs, int32_t S, int32_t N,
+                      int32_t K, int mode, void *scratch, int core_id, int n_cores);
+
+/* Finalize: Y[S][N] = RQ(acc[S][N] + bias[N]); bias may be NULL. Split: rows, else columns. */
+void kl_linear_finalize(const int32_t *acc, int32_t acc_rs, const int32_t *bias, void *y,
+                        int32_t y_rs, int32_t S, int32_t N, const kl_rq_t *rq, int core_id,
+                        int n_cores);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Activation x activation matmuls (int32 accumulation, RQ to 8 bits).                      */
+/* Optional zero-point correction hooks: row_corr[M] and col_corr[N] (int32, may be NULL)    */
+/* are added to the accumulator of output (m, n) before requantization.                      */
+/* ---------------------------------------------------------------------------------------- */
+
+/* "NT" (scores): Y[M][N] = RQ(A[M][K] . B[N][K]^T). A, B int8 token-major with row strides
+ * (e.g. Q_h and K_h of a head: pointer to the head's first feature, stride H*P).
+ * Split: rows M when M >= n_cores, else columns N. */
+void kl_matmul_nt_s8(const int8_t *a, int32_t a_rs, const int8_t *b, int32_t b_rs, void *y,
+                     int32_t y_rs, int32_t M, int32_t N, int32_t K, const int32_t *row_corr,
+                     const int32_t *col_corr, const kl_rq_t *rq, void *scratch, int core_id,
+                     int n_cores);
+
+/* "NN": Y[M][N] = RQ(A[M][K] . B[K][N]). A uint8 (probabilities) or int8, B int8 with row
+ * stride b_rs (e.g. V_h token-major [S][P] inside [S][H*P]: b_rs = H*P).
+ * Head-interleaved output [S][H][P] is y = out + h*P, y_rs = H*P.
+ * Split: rows M when M >= n_cores, else columns N. */
+void kl_matmul_nn_u8s8(const uint8_t *a, int32_t a_rs, const int8_t *b, int32_t b_rs, void *y,
+                       int32_t y_rs, int32_t M, int32_t N, int32_t K, const int32_t *row_corr,
+                       const int32_t *col_corr, const kl_rq_t *rq, void *scratch, int core_id,
+                       int n_cores);
+void kl_matmul_nn_s8s8(const int8_t *a, int32_t a_rs, const int8_t *b, int32_t b_rs, void *y,
+                       int32_t y_rs, int32_t M, int32_t N, int32_t K, const int32_t *row_corr,
+                       const int32_t *col_corr, const kl_rq_t *rq, void *scratch, int core_id,
+                       int n_cores);
+
+/* Generic batched matmul (peer graph form [B][M][K] @ [B][K][N] -> [B][M][N], or with
+ * b_trans = 1: B stored [B][N][K]). a_signed / b_signed select int8 (1) or uint8 (0) operands.
+ * Batch strides a_bs, b_bs, y_bs (elements); RQ parameters use rq->mul_sb / add_sb for the
+ * batch index (per-head mul = stride 1). row_corr/col_corr: [batch][M] / [batch][N] with
+ * strides M and N, or NULL. Split: the batch*M output rows, else batch*N... see docs. */
+void kl_bmatmul(const void *a, int a_signed, int32_t a_bs, int32_t a_rs, const void *b,
+                int b_signed, int b_trans, int32_t b_bs, int32_t b_rs, void *y, int32_t y_bs,
+                int32_t y_rs, int32_t batch, int32_t M, int32_t N, int32_t K,
+                const int32_t *row_corr, const int32_t *col_corr, const kl_rq_t *rq,
+                void *scratch, int core_id, int n_cores);
+
+/* Y[cols][rows] = X[rows][cols]^T (int8 bytes; also usable for uint8). Split: output rows. */
+void kl_transpose8(const void *x, int32_t x_rs, void *y, int32_t y_rs, int32_t rows,
+                   int32_t cols, int core_id, int n_cores);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Row-wise operators (the row is the last axis, length L; split: rows).                   */
+/* ---------------------------------------------------------------------------------------- */
+
+/* I-BERT integer softmax. Output uint8 in [0, n_levels-1].
+ * scratch: 4*L bytes per core (int32), n_cores*4*L in total, 4-byte aligned.
+ * Requires: log2 >= 1, coeff_a >= 0, coeff_c >= 0, coeff_a*coeff_b^2 + coeff_c > 0,
+ * ymax = coeff_a*(|coeff_b|+log2)^2 + coeff_c with ymax*(n_levels-1) < 2^31 and
+ * ymax*L < 2^31 (see docs/kernels.md). */
+void kl_isoftmax(const int8_t *x, int32_t x_rs, uint8_t *y, int32_t y_rs, int32_t rows,
+                 int32_t L, int32_t coeff_a, int32_t coeff_b, int32_t coeff_c, int32_t log2,
+                 int32_t n_levels, int32_t *scratch, int core_id, int n_cores);
+
+/* ITA hardware softmax. n_levels a power of two (2..256). Output uint8 in [0, n_levels-1]. */
+void kl_itamax(const int8_t *x, int32_t x_rs, uint8_t *y, int32_t y_rs, int32_t rows,
+               int32_t L, int32_t n_levels, int core_id, int n_cores);
+
+/* Streaming ITA softmax over groups of group_width columns (L >= group_width).
+ * Output uint8 in [0, n_levels/2-1]. */
+void kl_ita_partial_max(const int8_t *x, int32_t x_rs, uint8_t *y, int32_t y_rs, int32_t rows,
+                        int32_t L, int32_t group_width, int32_t n_levels, int core_id,
+                        int n_cores);
+
+/* Integer LayerNorm (QuantLib iLayerNorm): weight[L], bias[L] int32, D = 2^d_log2.
+ * Output int8 in the signed n_levels range. Requires |weight| < 2^23, L*255^2 < 2^31. */
+void kl_ilayernorm(const int8_t *x, int32_t x_rs, int8_t *y, int32_t y_rs, int32_t rows,
+                   int32_t L, const int32_t *weight, const int32_t *bias, int32_t d_log2,
+                   int32_t n_levels, int core_id, int n_cores);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Elementwise operators on [rows][cols] (split: rows when rows >= n_cores, else columns).  */
+/* ---------------------------------------------------------------------------------------- */
+
+/* I-BERT GELU, wide int32 output: y = x * ((one + sign(x)*(one - (min(|x|,-b) + b)^2)) >> 1). */
+void kl_igelu_i32(const int8_t *x, int32_t x_rs, int32_t *y, int32_t y_rs, int32_t rows,
+                  int32_t cols, int32_t b, int32_t one, int core_id, int n_cores);
+/* Fused iGELU + RequantShift to 8 bits. */
+void kl_igelu_rq(const int8_t *x, int32_t x_rs, void *y, int32_t y_rs, int32_t rows,
+                 int32_t cols, int32_t b, int32_t one, const kl_rq_t *rq, int core_id,
+                 int n_cores);
+
+/* Requantized add (QuantLib residual pattern): y = RQ_out(RQ_a(a) + RQ_b(b)).
+ * a, b int8 (a_signed/b_signed = 0: uint8). Each rq_* has its own mul/add/shift/range;
+ * the intermediate RQ_a, RQ_b results are clipped to their own n_levels range. */
+void kl_add_rq(const void *a, int a_signed, int32_t a_rs, const kl_rq_t *rq_a, const void *b,
+               int b_signed, int32_t b_rs, const kl_rq_t *rq_b, void *y, int32_t y_rs,
+               int32_t rows, int32_t cols, const kl_rq_t *rq_out, int core_id, int n_cores);
+
+/* Standalone RequantShift int32 -> 8 bits. */
+void kl_requant(const int32_t *x, int32_t x_rs, void *y, int32_t y_rs, int32_t rows,
+                int32_t cols, const kl_rq_t *rq, int core_id, int n_cores);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Internal entry (used by the wrappers above and by fused kernels built on this library).  */
+/* ---------------------------------------------------------------------------------------- */
+typedef struct kl_gemm {
+    /* P operand ("rows" of the core): element (p, k) at p_base[p*p_sp + k*p_sk] */
+    const void *p_base;
+    int32_t p_sp, p_sk;
+    int p_signed;
+    /* Q operand ("columns" of the core): element (q, k) at q_base[q*q_sq + k], k contiguous */
+    const void *q_base;
+    int32_t q_sq;
+    int q_signed;
+    int32_t K;
+    /* output element (p, q) at out[p*o_sp + q*o_sq]; int32 or 8-bit per mode */
+    void *out;
+    int32_t o_sp, o_sq;
+    int mode; /* KL_GEMM_RQ8, KL_GEMM_I32_STORE, KL_GEMM_I32_ADD */
+    /* corrections added to the accumulator (may be NULL): p_corr[p*pc_s], q_corr[q*qc_s] */
+    const int32_t *p_corr;
+    int32_t pc_s;
+    const int32_t *q_corr;
+    int32_t qc_s;
+    /* requantization: mul[p*m_sp + q*m_sq], add[p*a_sp + q*a_sq] (already mapped) */
+    const int32_t *mul, *add;
+    int32_t m_sp, m_sq, a_sp, a_sq;
+    int32_t shift, lo, hi;
+    void *scratch; /* this core's scratch (KL_MM_SCRATCH_PER_CORE(K) bytes) */
+} kl_gemm_t;
+
+#define KL_GEMM_RQ8 0
+#define KL_GEMM_I32_STORE 1
+#define KL_GEMM_I32_ADD 2
+
+/* Computes the block p in [p0,p1) x q in [q0,q1) on the calling core (no split). */
+void kl_gemm_block(const kl_gemm_t *g, int32_t p0, int32_t p1, int32_t q0, int32_t q1);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KERNEL_LIB_H */
