@@ -3,6 +3,13 @@
 The H×S×S attention map never exists: per head, K_h and V_h stay resident; per chunk of rows the
 score rows are complete (the whole key dimension), so the integer softmax is exact, and the output
 projection is accumulated head by head in int32, which equals the unfused result exactly.
+
+FWSA form (node.attrs["fwsa"], planner/transforms/fwsa.py; docs/fwsa.md): W_Q and W_K of a head are
+one int8 E×E matrix; per head and chunk of rows
+    I*     = RQ_i(X_rows·W_hᵀ + b_h)                      int8, per-row weight scales
+    scores = RQ_s'(I*·Xᵀ [+ RQ_r(X_rows·w_row_h)])        int8, the ORIGINAL softmax input scale
+then softmax, ·V_h and the output projection as in the standard form. The key side is X itself:
+no K projection exists. This function is the executable specification of the C FWSA kernel.
 """
 
 from __future__ import annotations
@@ -27,6 +34,15 @@ def head_rq(rq: Requant | None, h: int, n_heads: int) -> Requant | None:
     return Requant(pick(rq.mul), pick(rq.add), rq.div, rq.n_levels, rq.signed)
 
 
+def fwsa_head_rq(rq: Requant, h: int) -> Requant:
+    """FWSA requantizations store mul/add as [H, 1, n] (n = 1 or E): head h's [1, n]."""
+    def pick(v: np.ndarray) -> np.ndarray:
+        v = np.asarray(v)
+        return v[h] if v.ndim == 3 else v
+
+    return Requant(pick(rq.mul), pick(rq.add), rq.div, rq.n_levels, rq.signed)
+
+
 def _rq(x: np.ndarray, rq: Requant | None) -> np.ndarray:
     return x if rq is None else ops.requant_shift(x, rq.mul, rq.add, rq.div, rq.n_levels, rq.signed)
 
@@ -37,7 +53,38 @@ def _proj(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, rq: Requant | None
     return _rq(acc, rq)
 
 
-def mhsa_depth_first(node: Node, x: list[np.ndarray | None], rows: int = 8) -> np.ndarray:
+def _softmax(scores: np.ndarray, sm: Node | None) -> np.ndarray:
+    if sm is None:
+        return scores
+    if sm.attrs["kind"] == "isoftmax":
+        return ops.isoftmax(scores, sm.attrs["coeff_a"], sm.attrs["coeff_b"],
+                            sm.attrs["coeff_c"], sm.attrs["log2"], sm.attrs["n_levels"])
+    if sm.attrs["kind"] == "itamax":
+        return ops.itamax(scores, sm.attrs["n_levels"])
+    return ops.ita_partial_max(scores, sm.attrs["group_width"], sm.attrs["n_levels"])
+
+
+def mhsa_depth_first(node: Node, x: list[np.ndarray | None], rows: int = 8,
+                     use_fwsa: bool | None = None, probe: dict | None = None) -> np.ndarray:
+    """Run one MHSA node depth-first. x: the values of node.inputs.
+
+    use_fwsa: None runs the FWSA form when the node has one, False always runs the standard form
+    (for an FWSA node, with the W_q/W_k it keeps), True requires the FWSA form.
+    probe: if a dict, receives "scores" and "probs" ([H,S,S], the softmax input and the ·V input).
+    """
+    a = node.attrs
+    fw = a.get("fwsa")
+    if use_fwsa and fw is None:
+        raise ValueError(f"node {node.name} has no FWSA form (run planner.transforms.fwsa first)")
+    if fw is not None and use_fwsa is not False:
+        return _mhsa_fwsa(node, x, rows, probe)
+    if fw is not None:  # standard form of an FWSA node: its inputs are [x, w_f, b_f, v, o ...]
+        wq, bq, wk, bk = fw.unfused_consts
+        x = [x[0], wq, bq, wk, bk] + list(x[3:7])
+    return _mhsa_standard(node, x, rows, probe)
+
+
+def _mhsa_standard(node: Node, x: list[np.ndarray | None], rows: int, probe: dict | None) -> np.ndarray:
     a = node.attrs
     s, e, p, h = a["s"], a["e"], a["p"], a["h"]
     xin = x[0].reshape(s, e)
@@ -47,6 +94,9 @@ def mhsa_depth_first(node: Node, x: list[np.ndarray | None], rows: int = 8) -> n
     v = _proj(xin, wv, bv, a["v"].attrs.get("rq"), a["v"].name)
     sm = a["softmax"]
     acc = np.zeros((s, wo.shape[0]), dtype=np.int64)
+    if probe is not None:
+        probe["scores"] = np.zeros((h, s, s), dtype=np.int64)
+        probe["probs"] = np.zeros((h, s, s), dtype=np.int64)
     for head in range(h):
         cols = slice(head * p, (head + 1) * p)
         k_h, v_h = k[:, cols], v[:, cols]
@@ -55,15 +105,56 @@ def mhsa_depth_first(node: Node, x: list[np.ndarray | None], rows: int = 8) -> n
         for r0 in range(0, s, rows):
             r1 = min(s, r0 + rows)
             scores = _rq(ops.check_i32(q[r0:r1, cols] @ k_h.T, f"node {a['scores'].name}: scores"), rq_s)
-            if sm is not None:
-                if sm.attrs["kind"] == "isoftmax":
-                    scores = ops.isoftmax(scores, sm.attrs["coeff_a"], sm.attrs["coeff_b"],
-                                          sm.attrs["coeff_c"], sm.attrs["log2"], sm.attrs["n_levels"])
-                elif sm.attrs["kind"] == "itamax":
-                    scores = ops.itamax(scores, sm.attrs["n_levels"])
-                else:
-                    scores = ops.ita_partial_max(scores, sm.attrs["group_width"], sm.attrs["n_levels"])
-            o_h = _rq(ops.check_i32(scores @ v_h, f"node {a['av'].name}: accumulator"), rq_v)
+            probs = _softmax(scores, sm)
+            if probe is not None:
+                probe["scores"][head, r0:r1] = scores
+                probe["probs"][head, r0:r1] = probs
+            o_h = _rq(ops.check_i32(probs @ v_h, f"node {a['av'].name}: accumulator"), rq_v)
+            acc[r0:r1] += o_h @ wo[:, cols].T
+    if bo is not None:
+        acc = acc + bo
+    ops.check_i32(acc, f"node {a['o'].name}: accumulator")
+    y = _rq(acc, a["o"].attrs.get("rq"))
+    return y.reshape(x[0].shape[:-1] + (wo.shape[0],))
+
+
+def _mhsa_fwsa(node: Node, x: list[np.ndarray | None], rows: int, probe: dict | None) -> np.ndarray:
+    """FWSA form; x = [X, w_fused [H][E][E], b_fused [H][E], w_v, b_v, w_o, b_o, (w_row [H][E])]."""
+    a = node.attrs
+    fw = a["fwsa"]
+    s, e, p, h = a["s"], a["e"], a["p"], a["h"]
+    xin = x[0].reshape(s, e)
+    wf, bf, wv, bv, wo, bo = x[1:7]
+    w_row = x[7] if len(x) > 7 else None
+    v = _proj(xin, wv, bv, a["v"].attrs.get("rq"), a["v"].name)
+    sm = a["softmax"]
+    acc = np.zeros((s, wo.shape[0]), dtype=np.int64)
+    if probe is not None:
+        probe["scores"] = np.zeros((h, s, s), dtype=np.int64)
+        probe["probs"] = np.zeros((h, s, s), dtype=np.int64)
+    for head in range(h):
+        cols = slice(head * p, (head + 1) * p)
+        v_h = v[:, cols]
+        w_h, b_h = wf[head], bf[head]
+        rq_i = fwsa_head_rq(fw.rq_i, head)
+        rq_s = fwsa_head_rq(fw.rq_scores, head)
+        rq_r = None if w_row is None else fwsa_head_rq(fw.rq_row, head)
+        rq_v = head_rq(a["av"].attrs.get("rq"), head, h)
+        for r0 in range(0, s, rows):
+            r1 = min(s, r0 + rows)
+            x_rows = xin[r0:r1]
+            acc_i = ops.check_i32(x_rows @ w_h.T + b_h, f"node {node.name}: FWSA I* accumulator")
+            istar = _rq(acc_i, rq_i)
+            acc_s = istar @ xin.T
+            if w_row is not None:
+                acc_r = ops.check_i32(x_rows @ w_row[head], f"node {node.name}: FWSA row-term accumulator")
+                acc_s = acc_s + _rq(acc_r[:, None], rq_r)
+            scores = _rq(ops.check_i32(acc_s, f"node {node.name}: FWSA scores"), rq_s)
+            probs = _softmax(scores, sm)
+            if probe is not None:
+                probe["scores"][head, r0:r1] = scores
+                probe["probs"][head, r0:r1] = probs
+            o_h = _rq(ops.check_i32(probs @ v_h, f"node {a['av'].name}: accumulator"), rq_v)
             acc[r0:r1] += o_h @ wo[:, cols].T
     if bo is not None:
         acc = acc + bo
