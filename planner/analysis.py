@@ -11,6 +11,9 @@ from planner.ir import Graph, Node
 
 def node_macs(graph: Graph, node: Node) -> int:
     """Multiply-accumulates of one node (0 for element-wise and layout ops)."""
+    if node.op == "MHSA" and node.attrs.get("fwsa") is not None:
+        from planner.transforms.fwsa import fwsa_node_macs
+        return fwsa_node_macs(node)
     if node.parts:
         return sum(node_macs(graph, p) for p in node.parts)
     out = graph.tensors[node.outputs[0]].shape
