@@ -1,0 +1,222 @@
+"""Cycle model of one tiled layer, from the hardware model only.
+
+Figures (all from hw_models/*.json, marked there as assumptions until calibrated):
+  * compute: MAC kernels at `kernel_efficiency[k]` MAC/cycle per core, element-wise kernels at
+    `kernel_efficiency[k]` cycles/element per core, the busiest core deciding (core split tables
+    of `planner.tiling.desc.ComputeTerm`);
+  * transfers: per link (L2<->L1 described on L1, L3<->L2 on L2) `dma_setup_cycles` per transfer
+    plus bytes / `bandwidth_bytes_per_cycle`; a weight read in place from an addressable level
+    costs its bytes over the link's bandwidth, overlapped with compute;
+  * overlap: transfers of double-buffered buffers run behind compute, except the first load (or
+    last store) of each; single-buffered transfers are exposed;
+  * `tile_overhead_cycles` per tile.
+
+  cycles = max(compute, hidden transfers) + exposed transfers + overhead
+
+Everything is integer in units of 1/SCALE cycle so that the CP-SAT encoding
+(planner/tiling/solver.py) and this evaluator give identical numbers; `evaluate` is the
+reference the solver is tested against (exhaustive enumeration on small layers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import prod
+
+from planner.hw import HardwareModel
+from planner.tiling.desc import BufferSpec, ComputeTerm, Variant
+
+SCALE = 1000  # cost unit: 1/1000 cycle
+
+
+@dataclass(frozen=True)
+class Link:
+    """Transfer between a level and the next-farther one (figures on the nearer level)."""
+
+    near: str
+    far: str
+    setup: int       # scaled cycles per transfer
+    byte_cost: int   # scaled cycles per byte
+    engine: str
+
+
+@dataclass(frozen=True)
+class CostParams:
+    hw_name: str
+    cores: int
+    levels: tuple[str, ...]                 # present levels, nearest first
+    addressable: dict[str, bool]
+    links: dict[str, Link]                  # keyed by the nearer level
+    kernel_cost: dict[str, int]             # scaled cycles per MAC or per element, per core
+    tile_overhead: int                      # scaled cycles per tile
+    frequency_hz: int
+
+    @classmethod
+    def from_hw(cls, hw: HardwareModel, cores: int | None = None) -> "CostParams":
+        levels = tuple(hw.levels)
+        links = {}
+        for near, far in zip(levels, levels[1:]):
+            lv = hw.levels[near]
+            links[near] = Link(near, far, int(round(SCALE * (lv.dma_setup_cycles or 0))),
+                               int(round(SCALE / lv.bandwidth_bytes_per_cycle)), lv.engine or "")
+        from planner.hw import MAC_KERNELS
+        kc = {}
+        for k, v in hw.kernel_efficiency.items():
+            kc[k] = int(round(SCALE / v)) if k in MAC_KERNELS else int(round(SCALE * v))
+        return cls(hw.name, cores or hw.cores, levels, {k: v.addressable for k, v in hw.levels.items()},
+                   links, kc, SCALE * hw.tile_overhead_cycles, hw.frequency_hz)
+
+    @property
+    def compute_level(self) -> str:
+        return self.levels[0]
+
+    def legs(self, home: str, level: str) -> list[Link]:
+        """Links crossed moving data from `home` to `level` (empty when equal)."""
+        i, j = self.levels.index(level), self.levels.index(home)
+        return [self.links[self.levels[k]] for k in range(i, j)]
+
+    def access(self, b: BufferSpec, level: str) -> str:
+        """How a buffer reaches the compute level: 'none' (not moved: local, scratch, or its home
+        is the compute level), 'inplace' (a weight read in place from an addressable farther
+        level next to the compute level), or 'dma'."""
+        if not b.moved or b.home is None or b.home == level:
+            return "none"
+        if b.kind == "weight" and self.addressable.get(b.home) and self.addressable.get(level) \
+                and self.levels.index(b.home) == self.levels.index(level) + 1 and level != "L1":
+            return "inplace"
+        return "dma"
+
+    def staging_level(self, b: BufferSpec, level: str) -> str | None:
+        """A DMA'd buffer whose home cannot be reached by the compute level's DMA engine in one
+        hop is staged through the level in between (GAP9: L3 -> L2 -> L1)."""
+        if self.access(b, level) != "dma":
+            return None
+        legs = self.legs(b.home, level)
+        if len(legs) > 1 and not self.addressable.get(b.home, False):
+            return legs[1].near
+        return None
+
+    def compute_term(self, term: ComputeTerm) -> int:
+        return self.kernel_cost[term.kernel]
+
+
+def par_sum(term: ComputeTerm, size: int, t: int, cores: int) -> int:
+    """Sum over the tiles of a dim of extent `size` cut in tiles of `t` of the busiest core's work."""
+    full, rem = divmod(size, t)
+    return full * term.par(t, cores) + (term.par(rem, cores) if rem else 0)
+
+
+@dataclass
+class BufferEval:
+    name: str
+    tensor: str | None
+    kind: str
+    access: str
+    present: bool
+    tile_bytes: int
+    copies: int
+    loads: int
+    traffic: int          # bytes moved over the first leg (all passes)
+    dma: int              # scaled cycles
+    first: int            # scaled cycles of the first load/last store
+    staging: str | None = None
+
+
+@dataclass
+class Evaluation:
+    tiles: dict[str, int]
+    n_tiles: dict[str, int]
+    double: frozenset[str]
+    compute: int
+    hidden: int
+    exposed: int
+    overhead: int
+    cost: int                      # scaled cycles
+    footprint: int                 # bytes in the compute level
+    staging: int                   # bytes staged in the next level (streamed weights)
+    activation_bytes: int          # activation bytes in the compute level (weights excluded)
+    buffers: list[BufferEval] = field(default_factory=list)
+
+    @property
+    def cycles(self) -> int:
+        return -(-self.cost // SCALE)
+
+    @property
+    def total_tiles(self) -> int:
+        return prod(self.n_tiles.values()) if self.n_tiles else 1
+
+    @property
+    def dma_bytes(self) -> int:
+        return sum(b.traffic for b in self.buffers if b.access in ("dma", "inplace") and b.present)
+
+
+def double_bufferable(params: CostParams, v: Variant) -> list[str]:
+    return [b.name for b in v.buffers if params.access(b, v.level) == "dma" and b.unit_bytes > 0]
+
+
+def evaluate(params: CostParams, v: Variant, tiles: dict[str, int], double: frozenset[str] | set[str] = frozenset()) -> Evaluation:
+    """Cost and footprint of variant `v` with tile sizes `tiles` (every loop dim) and the buffers
+    in `double` double-buffered. The reference semantics of the tiler's CP-SAT model."""
+    cores = params.cores
+    order = [d.name for d in v.loops]
+    n = {d.name: -(-d.size // tiles[d.name]) for d in v.loops}
+    split = {k: n[k] >= 2 for k in order}
+    compute = 0
+    for term in v.compute:
+        if term.dim is None:
+            s = term.par(term.rows_const, cores)
+        else:
+            s = par_sum(term, v.dim(term.dim).size, tiles[term.dim], cores)
+        compute += params.compute_term(term) * term.other * s
+    hidden = exposed = 0
+    footprint = staging = act = 0
+    evals = []
+    for b in v.buffers:
+        present = b.only_if_split is None or split[b.only_if_split]
+        tb = dict(b.table)[tiles[b.dims[0]]] if b.table else b.unit_bytes * prod(tiles[d] for d in b.dims)
+        acc = params.access(b, v.level)
+        loads = traffic_factor = 1
+        for j, d in enumerate(order):
+            if d in b.dims:
+                loads *= n[d]
+            elif not b.once and any(split[k] for k in order[j + 1:] if k in b.dims):
+                loads *= n[d]
+                traffic_factor *= n[d]
+        loads *= b.passes
+        traffic = b.full_bytes * b.passes * traffic_factor
+        dma = first = 0
+        copies = 1
+        stage = None
+        if present and acc == "dma":
+            for leg in params.legs(b.home, v.level):
+                dma += leg.setup * loads + leg.byte_cost * traffic
+                first += leg.setup + leg.byte_cost * tb
+            if b.name in double:
+                copies = 2
+                hidden += dma - first
+                exposed += first
+            else:
+                exposed += dma
+            stage = params.staging_level(b, v.level)
+            if stage is not None:
+                staging += copies * tb
+        elif present and acc == "inplace":
+            for leg in params.legs(b.home, v.level):
+                dma += leg.byte_cost * traffic
+            hidden += dma
+        if present and acc != "none" or present and b.kind in ("local", "scratch"):
+            if acc != "inplace":
+                footprint += copies * tb
+                if b.activation:
+                    act += copies * tb
+        evals.append(BufferEval(b.name, b.tensor, b.kind, acc, present, tb if present else 0,
+                                copies, loads if acc != "none" else 0,
+                                traffic if acc != "none" and present else 0, dma, first, stage))
+    overhead = sum(params.tile_overhead * o.mult * prod(n[d] for d in o.dims) for o in v.overhead)
+    cost = max(compute, hidden) + exposed + overhead
+    return Evaluation(dict(tiles), n, frozenset(double), compute, hidden, exposed, overhead, cost,
+                      footprint, staging, act, evals)
+
+
+def latency_ms(cycles: int, frequency_hz: int) -> float:
+    return round(cycles * 1000.0 / frequency_hz, 4)

@@ -1,0 +1,115 @@
+"""The Plan: what codegen needs (tiles, buffers and offsets per level, DMA figures), plus the
+estimates and decisions the report shows. JSON (de)serialization is deterministic: sorted keys,
+floats rounded to 4 decimals, no timestamps or wall-clock figures. Format: docs/plan-format.md.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT_VERSION = 1
+FLOAT_DIGITS = 4
+
+
+@dataclass
+class BufferPlan:
+    name: str              # role in the kernel call: x, w, bias, y, psum, k_h, acc, scratch, ...
+    tensor: str | None     # IR tensor (None for kernel-local buffers)
+    kind: str              # in | out | inout | weight | local | scratch
+    level: str             # where this buffer lives (compute level for tiles)
+    offset: int            # byte offset in that level's arena
+    bytes: int             # bytes of one copy (one tile)
+    copies: int            # 2 = double-buffered
+    home: str | None = None     # level holding the whole tensor it is a tile of
+    access: str = "none"        # dma | inplace | none
+    loads: int = 0              # transfers per layer run (all passes)
+    dma_bytes: int = 0          # bytes moved over the first link per layer run
+    staging: dict | None = None  # {level, offset, bytes, copies} when staged (L3 -> L2 -> L1)
+
+
+@dataclass
+class LayerPlan:
+    name: str
+    op: str
+    kernel: str
+    variant: str
+    macs: int
+    tile: dict[str, dict[str, int]]   # level -> dim -> tile size (the home level: full sizes)
+    dims: dict[str, int]              # dim -> full size
+    loop_order: list[str]
+    n_tiles: int
+    buffers: list[BufferPlan]
+    l1_bytes: int                     # footprint in the compute level (0 when it is L2 itself)
+    compute_level: str
+    dma_bytes: int
+    est_cycles: int
+    cycles: dict[str, int]            # compute, dma_hidden, dma_exposed, overhead
+    optimal: bool
+    status: str
+    step: int
+    parts_of: str | None = None       # MHSA block this layer belongs to (layer-by-layer form)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    format: int
+    network: str
+    hardware: dict[str, Any]
+    options: dict[str, Any]
+    memory: dict[str, Any]
+    layers: list[LayerPlan]
+    blocks: list[dict[str, Any]]
+    estimate: dict[str, Any]
+    schedule: list[str]
+    aliases: dict[str, str]
+    warnings: list[str] = field(default_factory=list)
+    assumptions: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _clean(asdict(self))
+
+    def dumps(self) -> str:
+        return dumps(self.to_dict())
+
+    def write(self, path: str | Path) -> None:
+        Path(path).write_text(self.dumps(), encoding="utf-8")
+
+    def layer(self, name: str) -> LayerPlan:
+        for l in self.layers:
+            if l.name == name:
+                return l
+        raise KeyError(name)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Plan":
+        layers = []
+        for l in d["layers"]:
+            l = dict(l)
+            l["buffers"] = [BufferPlan(**b) for b in l["buffers"]]
+            layers.append(LayerPlan(**l))
+        return cls(**{**d, "layers": layers})
+
+    @classmethod
+    def read(cls, path: str | Path) -> "Plan":
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, float):
+        r = round(obj, FLOAT_DIGITS)
+        return 0.0 if r == 0 else r
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):  # numpy scalars
+        return _clean(obj.item())
+    return obj
+
+
+def dumps(d: dict[str, Any]) -> str:
+    return json.dumps(_clean(d), sort_keys=True, indent=1, ensure_ascii=True) + "\n"

@@ -1,0 +1,385 @@
+"""Per-op tiling descriptions: IR node -> `LayerDesc` (one or more `Variant`s for the generic tiler).
+
+Every figure about a kernel (core split, scratch bytes, rules, cost unit) comes from
+kernel_lib/descriptions.py through `planner.tiling.kernels`; the tensor sizes come from the IR.
+Layout-only nodes are not layers (aliases, see planner.memory).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import prod
+
+from planner.analysis import node_macs
+from planner.cost import CostParams
+from planner.errors import PlannerError
+from planner.ir import DTYPE_BYTES, Graph, Node
+from planner.tiling.desc import (BufferSpec, ComputeTerm, LayerDesc, LoopDim, OverheadTerm, Variant,
+                                 candidate_sizes)
+from planner.tiling.kernels import KernelInfo, kernel
+
+TILED_OPS = ("Linear", "MatMul", "Add", "RequantShift", "Softmax", "LayerNorm", "GELU", "MHSA")
+
+
+@dataclass
+class BuildContext:
+    graph: Graph
+    params: CostParams
+    isa: str                                  # hardware model isa string
+    level: str                                # compute level (L1, or L2 without L1)
+    act_home: str = "L2"                      # where activation tensors live
+    weight_home: dict[str, str] = field(default_factory=dict)  # constant tensor -> level
+    default_weight_home: str = "L2"
+
+    @property
+    def cores(self) -> int:
+        return self.params.cores
+
+    def whome(self, tensor: str) -> str:
+        return self.weight_home.get(tensor, self.default_weight_home)
+
+    def tensor_bytes(self, name: str) -> int:
+        return self.graph.tensors[name].nbytes
+
+    def eb(self, name: str) -> int:
+        return DTYPE_BYTES[self.graph.tensors[name].dtype]
+
+    def tiles_allowed(self) -> bool:
+        """Tiling exists only across a boundary: a target without L1 computes on whole tensors."""
+        return self.level != self.act_home
+
+
+def _rows_cols(shape: tuple[int, ...]) -> tuple[int, int]:
+    c = shape[-1] if shape else 1
+    return max(1, prod(shape) // max(c, 1)), c
+
+
+def _rule(k: KernelInfo, full: dict[str, int], dim: str):
+    """t -> the kernel's rules hold for a tile of t along `dim` (others full)."""
+    def ok(t: int) -> bool:
+        d = dict(full)
+        d[dim] = t
+        return k.ok(d)
+    return ok
+
+
+def _dim(ctx: BuildContext, name: str, size: int, k: KernelInfo | None, full: dict[str, int] | None,
+         kdim: str | None, tiled: bool = True, dominated: bool = True, minimum: int = 1) -> LoopDim:
+    if not tiled or not ctx.tiles_allowed() or size <= 1:
+        return LoopDim(name, size, (size,))
+    rule = _rule(k, full, kdim) if (k is not None and kdim is not None) else (lambda t: True)
+    return LoopDim(name, size, candidate_sizes(size, rule, minimum, dominated))
+
+
+def _rq_bytes(node: Node) -> int:
+    """Bytes of the per-channel requantization vectors of a node (int32 mul and add)."""
+    total = 0
+    for key in ("rq", "rq_a", "rq_b"):
+        rq = node.attrs.get(key)
+        if rq is None:
+            continue
+        import numpy as np
+        total += 4 * (int(np.asarray(rq.mul).size) + int(np.asarray(rq.add).size))
+    return total if total > 8 * 3 else 0
+
+
+def _weight(ctx: BuildContext, name: str, role: str, dims: tuple[str, ...], unit: int) -> BufferSpec:
+    return BufferSpec(role, name, "weight", dims, unit, ctx.tensor_bytes(name), ctx.whome(name),
+                      activation=False)
+
+
+def _params_buf(ctx: BuildContext, node: Node) -> list[BufferSpec]:
+    b = _rq_bytes(node)
+    if not b:
+        return []
+    return [BufferSpec("rq", None, "weight", (), b, b, ctx.default_weight_home, activation=False)]
+
+
+# --------------------------------------------------------------------------------------- Linear
+
+
+def linear(ctx: BuildContext, node: Node) -> LayerDesc:
+    g = ctx.graph
+    x, w = node.inputs[0], node.inputs[1]
+    bias = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] else None
+    y = node.outputs[0]
+    k_ = kernel("linear", ctx.isa)
+    n_out, kk = g.tensors[w].shape
+    s = prod(g.tensors[x].shape) // kk
+    full = {"S": s, "N": n_out, "K": kk}
+    cores = ctx.cores
+    row_split = s >= cores
+    dS = _dim(ctx, "S", s, k_, full, "S", tiled=row_split, dominated=False, minimum=min(cores, s))
+    dN = _dim(ctx, "N", n_out, k_, full, "N", dominated=row_split)
+    dK = _dim(ctx, "K", kk, k_, full, "K")
+    if row_split:
+        term = ComputeTerm("linear", k_.efficiency, "mac", "S", "rows", 1, n_out * kk)
+    else:  # fewer rows than cores: the kernel splits the output features
+        term = ComputeTerm("linear", k_.efficiency, "mac", "N", "rows", s, kk)
+    bufs = [
+        BufferSpec("x", x, "in", ("S", "K"), ctx.eb(x), ctx.tensor_bytes(x), ctx.act_home),
+        _weight(ctx, w, "w", ("N", "K"), ctx.eb(w)),
+    ]
+    if bias:
+        bufs.append(_weight(ctx, bias, "bias", ("N",), 4))
+    bufs += _params_buf(ctx, node)
+    bufs += [
+        BufferSpec("y", y, "out", ("S", "N"), ctx.eb(y), ctx.tensor_bytes(y), ctx.act_home),
+        BufferSpec("psum", None, "local", ("S", "N"), 4, only_if_split="K"),
+    ]
+    sdims, sunit = k_.scratch_product(full, ["K"] if dK.tiled else [], cores)
+    if sunit:
+        bufs.append(BufferSpec("scratch", None, "scratch", sdims, sunit))
+    variants = []
+    for order in (("N", "S", "K"), ("S", "N", "K")):
+        loops = [{"S": dS, "N": dN, "K": dK}[d] for d in order]
+        variants.append(Variant(node.name, "Linear", k_.function, f"order {','.join(order)}", ctx.level,
+                                loops, bufs, [term], [OverheadTerm(order)], node_macs(g, node),
+                                min_tile={"S": min(cores, s)} if row_split else {},
+                                attrs={"kernel": k_.name, "rules": _rules(k_, full, ("S", "N", "K"))}))
+        if not (dS.tiled or dN.tiled):
+            break  # the order does not matter
+    return LayerDesc(node.name, "Linear", variants, node_macs(g, node))
+
+
+def _rules(k: KernelInfo, full: dict[str, int], dims) -> dict:
+    return {d: _rule(k, full, d) for d in dims}
+
+
+# --------------------------------------------------------------------------------------- MatMul
+
+
+def matmul(ctx: BuildContext, node: Node) -> LayerDesc:
+    g = ctx.graph
+    a, b = node.inputs[0], node.inputs[1]
+    y = node.outputs[0]
+    ash, bsh, ysh = g.tensors[a].shape, g.tensors[b].shape, g.tensors[y].shape
+    m, kk = ash[-2], ash[-1]
+    n = bsh[-1]
+    batch = prod(ysh[:-2]) if len(ysh) > 2 else 1
+    a_batched = prod(ash[:-2]) > 1 if len(ash) > 2 else False
+    b_batched = prod(bsh[:-2]) > 1 if len(bsh) > 2 else False
+    prod_b = g.producer(b)
+    kname = "matmul_nt" if prod_b is not None and prod_b.op == "Transpose" else "matmul_nn"
+    k_ = kernel(kname, ctx.isa)
+    full = {"M": m, "N": n, "K": kk}
+    cores = ctx.cores
+    dB = _dim(ctx, "B", batch, None, None, None)
+    dM = _dim(ctx, "M", m, k_, full, "M", dominated=False)
+    term = ComputeTerm("matmul", k_.efficiency, "mac", "M", k_.split, n, batch * kk)
+    bufs = [
+        BufferSpec("a", a, "in", (("B",) if a_batched else ()) + ("M",), kk * ctx.eb(a),
+                   ctx.tensor_bytes(a), ctx.act_home),
+        BufferSpec("b", b, "in", ("B",) if b_batched else (), kk * n * ctx.eb(b), ctx.tensor_bytes(b),
+                   ctx.act_home),
+    ]
+    bufs += _params_buf(ctx, node)
+    bufs.append(BufferSpec("y", y, "out", ("B", "M"), n * ctx.eb(y), ctx.tensor_bytes(y), ctx.act_home))
+    sdims, sunit = k_.scratch_product(full, [], cores)
+    if sunit:
+        bufs.append(BufferSpec("scratch", None, "scratch", sdims, sunit))
+    v = Variant(node.name, "MatMul", k_.function, "order B,M", ctx.level, [dB, dM], bufs, [term],
+                [OverheadTerm(("B", "M"))], node_macs(g, node),
+                attrs={"kernel": k_.name, "rules": _rules(k_, full, ("M",))})
+    return LayerDesc(node.name, "MatMul", [v], node_macs(g, node))
+
+
+# ------------------------------------------------------------------------- row-wise / element-wise
+
+
+def rowwise(ctx: BuildContext, node: Node) -> LayerDesc:
+    g = ctx.graph
+    y = node.outputs[0]
+    r, c = _rows_cols(g.tensors[y].shape)
+    if node.op == "Softmax":
+        kname = {"isoftmax": "isoftmax", "itamax": "itamax", "itapartialmax": "ita_partial_max"}.get(
+            node.attrs.get("kind"), "isoftmax")
+    else:
+        kname = {"LayerNorm": "ilayernorm", "GELU": "igelu", "Add": "add_rq",
+                 "RequantShift": "requant"}[node.op]
+    k_ = kernel(kname, ctx.isa)
+    kd_dims = k_.desc.dims  # (rows, L) or (rows, cols)
+    full = {kd_dims[0]: r, kd_dims[1]: c}
+    dR = _dim(ctx, "R", r, k_, full, kd_dims[0], dominated=False)
+    term = ComputeTerm(kname, k_.efficiency, "elem", "R", k_.split, c, 1)
+    bufs = []
+    for i, t in enumerate(node.inputs):
+        if not t:
+            continue
+        tt = g.tensors[t]
+        role = "x" if len(node.inputs) == 1 or node.op != "Add" else ("a", "b")[i] if i < 2 else f"in{i}"
+        if tt.is_const:
+            bufs.append(_weight(ctx, t, {1: "weight", 2: "bias"}.get(i, role) if node.op == "LayerNorm"
+                                else role, (), tt.nbytes))
+        elif tt.size == r * c:
+            bufs.append(BufferSpec(role, t, "in", ("R",), c * ctx.eb(t), tt.nbytes, ctx.act_home))
+        else:  # a broadcast operand: kept whole
+            bufs.append(BufferSpec(role, t, "in", (), tt.nbytes, tt.nbytes, ctx.act_home))
+    bufs += _params_buf(ctx, node)
+    bufs.append(BufferSpec("y", y, "out", ("R",), c * ctx.eb(y), ctx.tensor_bytes(y), ctx.act_home))
+    # a row-split kernel is called with min(rows, cores) cores: its per-core scratch follows
+    table = tuple((t, _row_scratch(k_, kd_dims, t, c, ctx.cores)) for t in dR.candidates)
+    if any(b for _, b in table):
+        bufs.append(BufferSpec("scratch", None, "scratch", ("R",), 0, table=table))
+    v = Variant(node.name, node.op, k_.function, "rows", ctx.level, [dR], bufs, [term],
+                [OverheadTerm(("R",))], 0, attrs={"kernel": k_.name, "rules": _rules(k_, full, (kd_dims[0],))})
+    return LayerDesc(node.name, node.op, [v], 0)
+
+
+def _row_scratch(k: KernelInfo, kd_dims, rows: int, cols: int, cores: int) -> int:
+    used = min(rows, cores) if k.split == "rows" else cores
+    return k.scratch({kd_dims[0]: rows, kd_dims[1]: cols}, used)
+
+
+# ----------------------------------------------------------------------------- untiled fallback
+
+
+def untiled(ctx: BuildContext, node: Node) -> LayerDesc:
+    """Ops without a tiled kernel description (Conv2d, MaxPool, ...): whole tensors in the compute
+    level, one tile, priced as element-wise requantization (or MACs at the linear rate)."""
+    g = ctx.graph
+    bufs = []
+    for i, t in enumerate(node.inputs):
+        if not t:
+            continue
+        tt = g.tensors[t]
+        if tt.is_const:
+            bufs.append(_weight(ctx, t, f"const{i}", (), tt.nbytes))
+        else:
+            bufs.append(BufferSpec(f"in{i}", t, "in", (), tt.nbytes, tt.nbytes, ctx.act_home))
+    for i, t in enumerate(node.outputs):
+        tt = g.tensors[t]
+        bufs.append(BufferSpec(f"out{i}", t, "out", (), tt.nbytes, tt.nbytes, ctx.act_home))
+    macs = node_macs(g, node)
+    out_elems = sum(g.tensors[t].size for t in node.outputs)
+    if macs:
+        term = ComputeTerm("macs", "linear", "mac", None, "rows", 1, macs, rows_const=1)
+    else:
+        term = ComputeTerm("elements", "requant", "elem", None, "rows", 1, out_elems, rows_const=1)
+    # one core: the generic fallback is not parallelized in the model
+    v = Variant(node.name, node.op, "(golden model only: no kernel-library description)", "untiled",
+                ctx.level, [], bufs, [term], [OverheadTerm(())], macs,
+                notes=[f"{node.op}: not yet tiled (whole tensors in {ctx.level})"])
+    return LayerDesc(node.name, node.op, [v], macs, untiled_reason=f"{node.op} is not yet tiled")
+
+
+# --------------------------------------------------------------------------- MHSA, depth-first
+
+
+def mhsa_dft(ctx: BuildContext, node: Node) -> LayerDesc:
+    """Depth-first MHSA: heads outer (tile h_t heads, K_h/V_h resident), query-row chunks of x rows
+    inner (Q rows, x×S score rows with the exact integer softmax on full rows, O rows), output
+    projection accumulated head by head into an int32 [S][E] accumulator (exact). The H×S×S map
+    and the outputs of all heads never exist.
+
+    Variants: the layer input x resident in the compute level or streamed by row chunks; the
+    accumulator resident in the compute level or kept in L2 and streamed by row chunks.
+    """
+    g = ctx.graph
+    a = node.attrs
+    s, e, p, h = a["s"], a["e"], a["p"], a["h"]
+    x = node.inputs[0]
+    wq, bq, wk, bk, wv, bv, wo, bo = node.inputs[1:9]
+    y = node.outputs[0]
+    cores = ctx.cores
+    lin = kernel("linear", ctx.isa)
+    nt = kernel("matmul_nt", ctx.isa)
+    nn = kernel("matmul_nn", ctx.isa)
+    sm_node = a["softmax"]
+    sm = None
+    if sm_node is not None:
+        sm = kernel({"isoftmax": "isoftmax", "itamax": "itamax", "itapartialmax": "ita_partial_max"}
+                    .get(sm_node.attrs.get("kind"), "isoftmax"), ctx.isa)
+    ebx, eby = ctx.eb(x), ctx.eb(y)
+    q_t, k_t, v_t = a["q"].outputs[0], a["k"].outputs[0], a["v"].outputs[0]
+    eq, ek, ev = ctx.eb(q_t), ctx.eb(k_t), ctx.eb(v_t)
+    sc_t = a["scores"].outputs[0]
+    esc = ctx.eb(sc_t)
+    pr_b = ctx.eb(sm_node.outputs[0]) if sm_node is not None else esc
+    eo = ctx.eb(a["av"].outputs[0])
+    tiled = ctx.tiles_allowed() or True  # the DFT tiles its own working set even without L1
+    # dims
+    dh = LoopDim("h", h, candidate_sizes(h, lambda t: True)) if tiled else LoopDim("h", h, (h,))
+    chunk_rule = lambda t: lin.ok({"S": t, "N": p, "K": e}) and nt.ok({"M": t, "N": s, "K": p})  # noqa: E731
+    dx = LoopDim("x", s, candidate_sizes(s, chunk_rule, dominated=False))
+    effc = "mhsa_chunk"
+    terms = [
+        ComputeTerm("kv_proj", lin.efficiency, "mac", "x", lin.split, p, 2 * h * e),
+        ComputeTerm("q_proj", lin.efficiency, "mac", "x", lin.split, p, h * e),
+        ComputeTerm("scores", effc, "mac", "x", nt.split, s, h * p),
+        ComputeTerm("av", effc, "mac", "x", nn.split, p, h * s),
+        ComputeTerm("o_proj_acc", lin.efficiency, "mac", "x", lin.split, e, h * p),
+        ComputeTerm("writeout", "requant", "elem", None, "rows_else_cols", e, 1, rows_const=s),
+    ]
+    if sm is not None:
+        terms.insert(3, ComputeTerm("softmax", sm.efficiency, "elem", "x", sm.split, s, h))
+    wbufs = [_weight(ctx, wq, "wq", ("h",), p * e), _weight(ctx, wk, "wk", ("h",), p * e),
+             _weight(ctx, wv, "wv", ("h",), p * e), _weight(ctx, wo, "wo", ("h",), e * p)]
+    for nm, t in (("bq", bq), ("bk", bk), ("bv", bv)):
+        if t:
+            wbufs.append(_weight(ctx, t, nm, ("h",), p * 4))
+    if bo:
+        wbufs.append(_weight(ctx, bo, "bo", (), e * 4))
+    for part in ("q", "k", "v", "scores", "av", "o"):
+        wbufs += [BufferSpec(f"rq_{part}", bb.name, bb.kind, bb.dims, bb.unit_bytes, bb.full_bytes,
+                             bb.home, activation=False) for bb in _params_buf(ctx, a[part])]
+    local = [
+        BufferSpec("k_h", k_t, "local", ("h",), s * p * ek),
+        BufferSpec("v_h", v_t, "local", ("h",), s * p * ev),
+        BufferSpec("q_rows", q_t, "local", ("x",), p * eq),
+        BufferSpec("score_rows", sc_t, "local", ("x",), s * max(esc, pr_b)),
+        BufferSpec("o_rows", a["av"].outputs[0], "local", ("x",), p * eo),
+    ]
+    mm_scr = max(lin.scratch({"S": 1, "N": p, "K": e}, cores), nt.scratch({"M": 1, "N": s, "K": p}, cores),
+                 nn.scratch({"M": 1, "N": p, "K": s}, cores), lin.scratch({"S": 1, "N": e, "K": p}, cores))
+    # one scratch buffer shared by the chunk kernels; the row-split softmax runs on min(x, cores)
+    table = tuple((t, max(mm_scr, _row_scratch(sm, sm.desc.dims, t, s, cores) if sm is not None else 0))
+                  for t in dx.candidates)
+    scratch = []
+    if any(b for _, b in table):
+        scratch.append(BufferSpec("scratch", None, "scratch", ("x",), 0, table=table))
+    variants = []
+    single = not ctx.tiles_allowed()  # compute level is the activations' home (no L1)
+    for x_res in ((True,) if single else (True, False)):
+        for acc_local in ((True,) if single else (True, False)):
+            bufs = list(wbufs)
+            if x_res:
+                bufs.append(BufferSpec("x", x, "in", (), s * e * ebx, s * e * ebx, ctx.act_home))
+            else:  # streamed twice per head tile: K/V projection pass, then the chunk pass
+                bufs.append(BufferSpec("x", x, "in", ("x",), e * ebx, s * e * ebx, ctx.act_home, passes=2))
+            bufs += local
+            l2_extra = []
+            if acc_local:
+                bufs.append(BufferSpec("acc", None, "local", (), s * e * 4))
+                # the output is requantized in place in the accumulator and written once
+                bufs.append(BufferSpec("y", y, "out", (), 0, s * e * eby, ctx.act_home, once=True))
+            else:  # accumulator in L2, rows loaded and stored per chunk and head tile
+                bufs.append(BufferSpec("acc", None, "inout", ("x",), e * 4, s * e * 4, ctx.act_home, passes=2))
+                bufs.append(BufferSpec("y", y, "out", ("x",), 0, s * e * eby, ctx.act_home, once=True))
+                l2_extra.append((f"{node.name}.acc", s * e * 4))
+            bufs += scratch
+            label = f"x {'resident' if x_res else 'streamed'}, acc {'in ' + ctx.level if acc_local else 'in ' + ctx.act_home}"
+            variants.append(Variant(node.name, "MHSA", "depth-first MHSA (linear, matmul_nt, softmax, "
+                                    "matmul_nn, linear_i32 per chunk)", label, ctx.level, [dh, dx], bufs,
+                                    terms, [OverheadTerm(("h", "x"), 2)], node_macs(g, node),
+                                    l2_extra=l2_extra,
+                                    attrs={"x_resident": x_res, "acc_local": acc_local, "dft": True,
+                                           "rules": {"x": chunk_rule}}))
+    return LayerDesc(node.name, "MHSA", variants, node_macs(g, node))
+
+
+BUILDERS = {
+    "Linear": linear, "MatMul": matmul, "Add": rowwise, "RequantShift": rowwise, "Softmax": rowwise,
+    "LayerNorm": rowwise, "GELU": rowwise, "MHSA": mhsa_dft,
+}
+
+
+def describe(ctx: BuildContext, node: Node) -> LayerDesc:
+    b = BUILDERS.get(node.op)
+    if b is None:
+        return untiled(ctx, node)
+    try:
+        return b(ctx, node)
+    except KeyError as exc:
+        raise PlannerError(f"layer {node.name} ({node.op}): cannot describe it for tiling: "
+                           f"missing {exc}") from None
