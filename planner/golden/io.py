@@ -31,7 +31,11 @@ def _as_int64(path: Path, key: str, arr: np.ndarray) -> np.ndarray:
 
 
 def load_npz_inputs(graph: Graph, path: str | Path) -> list[np.ndarray]:
-    """The k-th array feeds the k-th graph input; names are irrelevant, surplus ignored."""
+    """The k-th array feeds the k-th graph input; names are irrelevant, surplus ignored.
+
+    For QDQ graphs a float array holds real values and is quantized with the input's scale and
+    zero point; an integer array is taken as already quantized.
+    """
     path = Path(path)
     arrays = _read_npz(path)
     if len(arrays) < len(graph.inputs):
@@ -43,7 +47,12 @@ def load_npz_inputs(graph: Graph, path: str | Path) -> list[np.ndarray]:
         if tuple(arr.shape) != tuple(t.shape):
             raise PlannerError(f"{path}: array '{key}' has shape {list(arr.shape)}, graph input "
                                f"'{name}' expects {list(t.shape)}")
-        vals = _as_int64(path, key, arr)
+        if graph.flavour == "qdq" and arr.dtype.kind == "f":
+            # a QDQ graph's inputs are real values: quantize them as its QuantizeLinear does
+            from planner.frontend.qdq import quantize_input
+            vals = quantize_input(graph, name, arr)
+        else:
+            vals = _as_int64(path, key, arr)
         lo, hi = DTYPE_RANGES["int32"]
         if vals.size and (vals.min() < lo or vals.max() > hi):
             raise PlannerError(f"{path}: array '{key}' has values outside int32")
