@@ -40,6 +40,11 @@ def load_graph(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None
     else:
         from planner.frontend.quantlib import import_quantlib
         graph = import_quantlib(model, path, inputs)
+    return finish_import(graph, path, fuse)
+
+
+def finish_import(graph: Graph, path: Path, fuse: bool) -> Graph:
+    """Common tail of every frontend: order, shapes, canonical fusions."""
     try:
         graph.toposort()
     except ValueError as exc:

@@ -1047,20 +1047,10 @@ def load_qdq_graph(path: str | Path, options: QdqOptions | None = None, fuse: bo
                    input_shapes: dict[str, tuple[int, ...]] | None = None) -> Graph:
     """load_graph for a QDQ file with explicit lowering options (same passes, same result with
     the default options)."""
-    from planner.frontend import infer_shapes
+    from planner.frontend import finish_import
     from planner.frontend.onnx_io import graph_inputs, load_model
 
     path = Path(path)
     model = load_model(path)
     graph = import_qdq(model, path, graph_inputs(model, path, input_shapes or {}), options)
-    try:
-        graph.toposort()
-    except ValueError as exc:
-        raise PlannerError(f"{path}: {exc}") from None
-    infer_shapes(graph)
-    if fuse:
-        from planner.transforms import canonicalize
-        canonicalize(graph)
-        infer_shapes(graph)
-    graph.remove_unused()
-    return graph
+    return finish_import(graph, path, fuse)

@@ -105,17 +105,27 @@ def _mhsa_standard(node: Node, x: list[np.ndarray | None], rows: int, probe: dic
         for r0 in range(0, s, rows):
             r1 = min(s, r0 + rows)
             scores = _rq(ops.check_i32(q[r0:r1, cols] @ k_h.T, f"node {a['scores'].name}: scores"), rq_s)
-            probs = _softmax(scores, sm)
-            if probe is not None:
-                probe["scores"][head, r0:r1] = scores
-                probe["probs"][head, r0:r1] = probs
-            o_h = _rq(ops.check_i32(probs @ v_h, f"node {a['av'].name}: accumulator"), rq_v)
-            acc[r0:r1] += o_h @ wo[:, cols].T
+            acc[r0:r1] += _attend(scores, sm, probe, head, r0, v_h, rq_v, a) @ wo[:, cols].T
+    return _output_projection(acc, bo, a, x[0].shape)
+
+
+def _attend(scores: np.ndarray, sm: Node | None, probe: dict | None, head: int, r0: int,
+            v_h: np.ndarray, rq_v: Requant | None, a: dict) -> np.ndarray:
+    """Softmax of full score rows, then ·V_h: the head's output rows O_h (int8)."""
+    probs = _softmax(scores, sm)
+    if probe is not None:
+        probe["scores"][head, r0:r0 + len(scores)] = scores
+        probe["probs"][head, r0:r0 + len(scores)] = probs
+    return _rq(ops.check_i32(probs @ v_h, f"node {a['av'].name}: accumulator"), rq_v)
+
+
+def _output_projection(acc: np.ndarray, bo: np.ndarray | None, a: dict, x_shape: tuple) -> np.ndarray:
+    """Y = RQ_o(acc + b_o), the int32 accumulator summed over heads."""
     if bo is not None:
         acc = acc + bo
     ops.check_i32(acc, f"node {a['o'].name}: accumulator")
     y = _rq(acc, a["o"].attrs.get("rq"))
-    return y.reshape(x[0].shape[:-1] + (wo.shape[0],))
+    return y.reshape(x_shape[:-1] + (y.shape[-1],))
 
 
 def _mhsa_fwsa(node: Node, x: list[np.ndarray | None], rows: int, probe: dict | None) -> np.ndarray:
@@ -150,14 +160,5 @@ def _mhsa_fwsa(node: Node, x: list[np.ndarray | None], rows: int, probe: dict | 
                 acc_r = ops.check_i32(x_rows @ w_row[head], f"node {node.name}: FWSA row-term accumulator")
                 acc_s = acc_s + _rq(acc_r[:, None], rq_r)
             scores = _rq(ops.check_i32(acc_s, f"node {node.name}: FWSA scores"), rq_s)
-            probs = _softmax(scores, sm)
-            if probe is not None:
-                probe["scores"][head, r0:r1] = scores
-                probe["probs"][head, r0:r1] = probs
-            o_h = _rq(ops.check_i32(probs @ v_h, f"node {a['av'].name}: accumulator"), rq_v)
-            acc[r0:r1] += o_h @ wo[:, cols].T
-    if bo is not None:
-        acc = acc + bo
-    ops.check_i32(acc, f"node {a['o'].name}: accumulator")
-    y = _rq(acc, a["o"].attrs.get("rq"))
-    return y.reshape(x[0].shape[:-1] + (wo.shape[0],))
+            acc[r0:r1] += _attend(scores, sm, probe, head, r0, v_h, rq_v, a) @ wo[:, cols].T
+    return _output_projection(acc, bo, a, x[0].shape)
