@@ -131,3 +131,17 @@ def test_golden_names_node_when_int32_accumulator_overflows(capsys, tmp_path) ->
     np.savez(tmp_path / "in.npz", x=np.full((1, 32), 127, dtype=np.int8))
     rc, text = run_cli(["golden", p, "--inputs", str(tmp_path / "in.npz")], capsys)
     assert rc == 1 and "big_mm" in text and "int32 range" in text
+
+
+@pytest.mark.parametrize("example", ["eeg_block", "ecg_block", "radar_block", "eeg_2block"])
+@pytest.mark.parametrize("flavour", ["int", "qdq"])
+def test_inspect_every_example(example: str, flavour: str, capsys) -> None:
+    from conftest import EXAMPLES
+
+    rc, text = run_cli(["inspect", str(EXAMPLES / example / f"{flavour}.onnx")], capsys)
+    assert rc == 0
+    assert ("quantlib graph" if flavour == "int" else "qdq graph") in text
+    meta = __import__("json").loads((EXAMPLES / example / "meta.json").read_text())
+    shape = f"S={meta['S']} E={meta['E']} P={meta['P']} H={meta['H']}"
+    blocks = 2 if example == "eeg_2block" else 1
+    assert text.count(shape) == blocks  # one MHSA row per block in the node table

@@ -186,6 +186,145 @@ typedef struct kl_gemm {
 /* Computes the block p in [p0,p1) x q in [q0,q1) on the calling core (no split). */
 void kl_gemm_block(const kl_gemm_t *g, int32_t p0, int32_t p1, int32_t q0, int32_t q1);
 
+
+/* ---------------------------------------------------------------------------------------- */
+/* Depth-first multi-head self-attention (kl_mhsa.c). docs/kernels.md, "Depth-first MHSA".  */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Softmax of the attention rows (the whole key dimension is present: exact, no rescaling). */
+#define KL_SM_NONE 0       /* probabilities = scores (int8), e.g. EEGFormer */
+#define KL_SM_ISOFTMAX 1   /* I-BERT, coefficients coeff_a/b/c, log2; uint8 in [0, n_levels-1] */
+#define KL_SM_ITAMAX 2     /* ITA softmax, n_levels a power of two */
+#define KL_SM_ITAPARTIAL 3 /* streaming ITA softmax over groups of group_width columns */
+#define KL_SM_LUT_WORDS 256 /* int32 words of a softmax table (kl_softmax_lut) */
+
+typedef struct kl_softmax {
+    int32_t kind;                             /* KL_SM_* */
+    int32_t coeff_a, coeff_b, coeff_c, log2;  /* KL_SM_ISOFTMAX */
+    int32_t group_width;                      /* KL_SM_ITAPARTIAL */
+    int32_t n_levels;
+    /* optional: the table of these parameters (kl_softmax_lut, KL_SM_LUT_WORDS int32; a model
+     * constant, so it may be built once or emitted as const data). NULL: built per call in
+     * the kernel's scratch (about 2.5k instructions per call and core). */
+    const int32_t *lut;
+} kl_softmax_t;
+
+/* Fills lut[256] for ISOFTMAX (lut[d] = exponential term of a logit d below the row max) or
+ * ITAMAX (lut[d] = shift(d) << 16 | (2^B >> shift(d))). Other kinds: no table, no-op. */
+void kl_softmax_lut(const kl_softmax_t *sm, int32_t *lut);
+
+/* Row softmax through the table: bit-exact with kl_isoftmax / kl_itamax /
+ * kl_ita_partial_max (which it calls for ITAPARTIAL); KL_SM_NONE copies. y may equal x (in
+ * place). scratch: 1024 bytes per core (4-byte aligned) when sm->lut == NULL, else none.
+ * Split: rows. Same rules as kl_isoftmax / kl_itamax. */
+void kl_softmax_rows(const int8_t *x, int32_t x_rs, uint8_t *y, int32_t y_rs, int32_t rows,
+                     int32_t L, const kl_softmax_t *sm, void *scratch, int core_id,
+                     int n_cores);
+
+/* One head, one chunk of query rows: scores = RQ_s(Qrows . K^T) (x rows of S, never the S x S
+ * map), softmax on full rows, O = RQ_v(probs . V); O written as 8 bit, or fused with the
+ * output projection: acc[rows][E_out] (+)= O . W_o^T (int32, exact).
+ * FWSA (w_f != NULL): the query rows are I* = RQ_i(Xrows . W_f^T + b_f) [+ row term] and the
+ * keys are X itself. Rows are processed in groups of KL_MHSA_G through kl_gemm_block. */
+#define KL_MHSA_G 6
+typedef struct kl_attn {
+    int32_t S; /* keys / values (length of every score row) */
+    int32_t D; /* length of the score dot products: P (standard) or E (FWSA) */
+    int32_t P; /* head size of the values */
+    /* query side: standard: Q_h rows [rows][D]; FWSA: X rows [rows][D] (row stride q_rs) */
+    const void *q;
+    int32_t q_rs;
+    /* FWSA only (else NULL): W_f of the head [D][D] ([out][in]), b_f [D] (may be NULL),
+     * rq_i (per output feature through mul_sc/add_sc); optional row term (no-softmax
+     * blocks): r = RQ_row(Xrow . w_row) clipped to int32, added to every score accumulator */
+    const int8_t *w_f;
+    const int32_t *b_f;
+    const kl_rq_t *rq_i;
+    const int8_t *w_row;
+    const kl_rq_t *rq_row;
+    /* keys: K_h [S][D] (FWSA: X [S][D]), row stride k_rs; 8-bit, signedness k_signed */
+    const void *k;
+    int32_t k_rs;
+    int32_t q_signed, k_signed;
+    const kl_rq_t *rq_s; /* scores (signed when a softmax follows) */
+    kl_softmax_t sm;
+    /* values: v_trans = 1: V_h^T [P][S] (fast: K of the matmul contiguous); v_trans = 0:
+     * V_h [S][P] token-major (columns gathered per group: about 3 instructions per element
+     * of V_h per group of rows on arm-dsp). Row stride v_rs, signedness v_signed. */
+    const void *v;
+    int32_t v_rs, v_trans, v_signed;
+    const kl_rq_t *rq_v; /* O_h = RQ_v(probs . V_h), 8 bit */
+    /* output: acc == NULL: O_h [rows][P] at o, row stride o_rs (head-interleaved
+     * [S][H][P]: out + h*P, H*P). acc != NULL: acc[rows][E_out] (row stride acc_rs)
+     * = (KL_ACC_STORE) or += (KL_ACC_ADD) O_h . W_o^T, with W_o [E_out][P] (row stride
+     * w_o_rs: the head's column slice of [E_out][H*P]), + b_o[E_out] when b_o != NULL
+     * (pass it with one head only, or leave it to the final requantization). */
+    void *o;
+    int32_t o_rs;
+    const int8_t *w_o;
+    int32_t w_o_rs, E_out;
+    const int32_t *b_o;
+    int32_t *acc;
+    int32_t acc_rs, acc_mode;
+} kl_attn_t;
+
+/* Rows split across cores (balanced; a core with no rows returns); every row is independent,
+ * so results do not depend on n_cores. Row-varying RQ parameters (mul_sr) are indexed from
+ * the chunk's first row. scratch: n_cores * kl_mhsa_chunk_scratch bytes (8-byte aligned). */
+void kl_mhsa_chunk(const kl_attn_t *a, int32_t rows, void *scratch, int core_id, int n_cores);
+/* Scratch bytes PER CORE of kl_mhsa_chunk (as kernel_lib/descriptions.py "mhsa_chunk"). */
+size_t kl_mhsa_chunk_scratch(const kl_attn_t *a);
+
+/* Whole MHSA block, depth-first: heads outer, chunks of `chunk` query rows inner; per head
+ * K_h [S][P] and V_h^T [P][S] (FWSA: V_h^T only) projected into scratch, per group of rows
+ * Q_h (FWSA: I*) projected, then the chunk kernel with the output projection accumulated in
+ * acc [S][E_out] (caller memory, int32), finally Y = RQ_o(acc + b_o).
+ * Multi-core: per head the S tokens of the K/V projections are split across cores and
+ * `barrier(barrier_ctx)` is called (by every core) after them and before the next head;
+ * the rows of each chunk are split across cores. Without a barrier (NULL) and n_cores > 1,
+ * every core projects K_h/V_h itself into its own scratch (no synchronization at all, more
+ * work). scratch: kl_mhsa_block_scratch(m, n_cores) bytes, 8-byte aligned. */
+typedef void (*kl_barrier_fn)(void *ctx);
+typedef struct kl_mhsa {
+    int32_t S, E, H, P, E_out;
+    const int8_t *x; /* [S][E] int8, row stride x_rs */
+    int32_t x_rs;
+    /* standard form (w_f == NULL): W_q, W_k [H*P][E], biases [H*P] (may be NULL), RQ over
+     * the H*P output columns (per tensor or per column: mul_sc/add_sc) */
+    const int8_t *w_q, *w_k;
+    const int32_t *b_q, *b_k;
+    const kl_rq_t *rq_q, *rq_k;
+    /* FWSA form: W_f [H][E][E], b_f [H][E] (may be NULL), rq_i per head through mul_sb
+     * (E: per-row weight scales with mul_sc = 1; 1: per head), w_row [H][E] / rq_row (per
+     * head through mul_sb) or NULL */
+    const int8_t *w_f;
+    const int32_t *b_f;
+    const kl_rq_t *rq_i;
+    const int8_t *w_row;
+    const kl_rq_t *rq_row;
+    const int8_t *w_v; /* [H*P][E] */
+    const int32_t *b_v;
+    const kl_rq_t *rq_v;
+    const kl_rq_t *rq_s;  /* per head through mul_sb/add_sb (0: per tensor) */
+    kl_softmax_t sm;
+    const kl_rq_t *rq_av; /* per head through mul_sb/add_sb */
+    const int8_t *w_o;    /* [E_out][H*P] */
+    const int32_t *b_o;
+    const kl_rq_t *rq_o;
+    void *y; /* [S][E_out] 8 bit, row stride y_rs */
+    int32_t y_rs;
+    int32_t *acc; /* [S][E_out] int32, row stride acc_rs (caller memory) */
+    int32_t acc_rs;
+    int32_t chunk; /* query rows per chunk (>= 1) */
+    void *scratch;
+    kl_barrier_fn barrier; /* NULL: no synchronization (see above) */
+    void *barrier_ctx;
+} kl_mhsa_t;
+
+void kl_mhsa_block(const kl_mhsa_t *m, int core_id, int n_cores);
+/* Scratch bytes in total for n_cores (as descriptions.py "mhsa_block"). */
+size_t kl_mhsa_block_scratch(const kl_mhsa_t *m, int n_cores);
+
 #ifdef __cplusplus
 }
 #endif
