@@ -122,7 +122,10 @@ def ita_partial_max(x: np.ndarray, group_width: int, n_levels: int) -> np.ndarra
             e_g = int(((1 << b) >> np.minimum(_ita_shift(gmax - grp, b), 62)).sum())
             acc = (acc >> s) + e_g
         inv = ((n_levels // 2 - 1) * (1 << b)) // acc
-        out[r] = inv >> _ita_shift(gmax - row, b)
+        # Columns after the last full group can exceed the running max: their shift is negative.
+        # The SPEC leaves this open; we define the output as 0 there (the C kernel matches).
+        shift = _ita_shift(gmax - row, b)
+        out[r] = np.where(shift < 0, 0, inv >> np.clip(shift, 0, 63))
     return out.reshape(x.shape)
 
 
