@@ -532,6 +532,232 @@ _add(KernelDesc(
 ))
 
 
+# ------------------------------------------------------------------------------------------
+# depth-first MHSA (kl_mhsa.c)
+# ------------------------------------------------------------------------------------------
+
+MHSA_G = 6  # KL_MHSA_G of kernel_lib.h: query rows per group (one DSP register block)
+SM_LUT_BYTES = 1024  # KL_SM_LUT_WORDS int32
+SOFTMAX_KINDS = {"none": 0, "isoftmax": 1, "itamax": 2, "itapartialmax": 3}  # KL_SM_*
+
+
+def _a8(n: int) -> int:
+    return (n + 7) // 8 * 8
+
+
+def _sm_needs_lut(d: Dims) -> bool:
+    """A softmax table is built in scratch: iSoftmax / ITAMax without a prepared table."""
+    return d.get("softmax", 1) in (1, 2) and not d.get("lut_given", 0)
+
+
+def _mhsa_core_bytes(S: int, D: int, P: int, kmax: int, lut: bool, rterm: bool, obuf: bool,
+                     qbuf: bool, isa: str) -> int:
+    """Per-core scratch of the chunk kernel / block driver (layout of kl_mhsa.c: matmul
+    scratch | softmax table | row term | G score rows | G O_h rows | G query rows)."""
+    n = _a8(mm_scratch_per_core(kmax, isa))
+    n += SM_LUT_BYTES if lut else 0
+    n += _a8(4 * MHSA_G) if rterm else 0
+    n += _a8(MHSA_G * S)
+    n += _a8(MHSA_G * P) if obuf else 0
+    n += _a8(MHSA_G * D) if qbuf else 0
+    return n
+
+
+def mhsa_chunk_scratch_per_core(d: Dims, isa: str) -> int:
+    """kl_mhsa_chunk_scratch: dims S, D, P; flags fwsa, row_term, softmax (KL_SM_*),
+    lut_given, fused_out (output projection accumulated)."""
+    fwsa = bool(d.get("fwsa", 0))
+    return _mhsa_core_bytes(d["S"], d["D"], d["P"], max(d["D"], d["S"], d["P"], 1),
+                            _sm_needs_lut(d), fwsa and bool(d.get("row_term", 0)),
+                            bool(d.get("fused_out", 1)), fwsa, isa)
+
+
+def mhsa_block_scratch(d: Dims, n_cores: int, isa: str) -> int:
+    """kl_mhsa_block_scratch: dims S, E, P; flags fwsa, row_term, softmax, lut_given,
+    shared_kv (1: a barrier is given, or n_cores == 1: one K_h/V_h^T copy for all cores)."""
+    fwsa = bool(d.get("fwsa", 0))
+    S, E, P = d["S"], d["E"], d["P"]
+    core = _mhsa_core_bytes(S, E if fwsa else P, P, max(E, S, P, 1), _sm_needs_lut(d),
+                            fwsa and bool(d.get("row_term", 0)), True, True, isa)
+    kv = _a8(P * S) + (0 if fwsa else _a8(S * P))
+    copies = 1 if (d.get("shared_kv", 1) or n_cores <= 1) else n_cores
+    return copies * kv + n_cores * core
+
+
+def mhsa_macs(d: Dims) -> int:
+    """MACs of one MHSA block (block driver): Q/K/V (FWSA: I*, V) projections, scores, ·V
+    and the output projection."""
+    S, E, P, H = d["S"], d["E"], d["P"], d["H"]
+    e_out = d.get("E_out", E)
+    if d.get("fwsa", 0):
+        qk = H * (S * E * E + S * S * E) + (H * S * E if d.get("row_term", 0) else 0)
+    else:
+        qk = 2 * S * E * H * P + H * S * S * P
+    return qk + S * E * H * P + H * S * S * P + S * H * P * e_out
+
+
+_SM_RULES = (
+    Rule("softmax input (scores RQ) signed when a softmax follows",
+         lambda d: d.get("softmax", 1) == 0 or d.get("scores_signed", 1) == 1),
+    Rule("iSoftmax coefficients as kernel isoftmax (log2 >= 1, ymax*(n-1) < 2^31, ymax*S < 2^31)",
+         lambda d: d.get("softmax", 1) != 1 or (
+             d.get("log2", 1) >= 1 and _isoftmax_ymax(d) * (d.get("n_levels", 256) - 1)
+             <= I32_MAX and _isoftmax_ymax(d) * d.get("S", d.get("L", 1)) <= I32_MAX)),
+    Rule("ITAMax / ITAPartialMax: n_levels a power of two in [2, 256]",
+         lambda d: d.get("softmax", 1) not in (2, 3)
+         or d.get("n_levels", 256) in (2, 4, 8, 16, 32, 64, 128, 256)),
+)
+
+_MHSA_NOTES = (
+    "Depth-first: the S x S map never exists; per core at most G = 6 score rows (G x S bytes) "
+    "are live. Every matmul goes through kl_gemm_block (Arm DSP path on M4/M7). Bit-exact with "
+    "planner.golden.mhsa.mhsa_depth_first (standard and FWSA form). Softmax through a 256-entry "
+    "int32 table (kl_softmax_lut, a model constant: pass it in kl_softmax_t.lut to avoid "
+    "building it per call).")
+
+_add(KernelDesc(
+    name="softmax_rows",
+    c_functions={"default": "kl_softmax_rows", "lut": "kl_softmax_lut"},
+    prototype=("void kl_softmax_lut(const kl_softmax_t *sm, int32_t *lut);\n"
+               "void kl_softmax_rows(const int8_t *x, int32_t x_rs, uint8_t *y, int32_t y_rs, "
+               "int32_t rows, int32_t L, const kl_softmax_t *sm, void *scratch, int core_id, "
+               "int n_cores);"),
+    dims=("rows", "L"),
+    split_doc="rows (each row whole on one core)",
+    split=lambda d, n: "rows",
+    operands=(
+        Operand("x", "in", "int8", ("rows", "L"), "row stride x_rs", ("x_rs",), "L"),
+        Operand("y", "out", "uint8", ("rows", "L"), "row stride y_rs; y == x allowed (in place)",
+                ("y_rs",), "L"),
+        Operand("scratch", "scratch", "int32", ("n_cores * 256",),
+                "per core one 256-entry table when sm->lut is NULL (iSoftmax, ITAMax)"),
+    ),
+    scratch=lambda d, n, isa: n * (SM_LUT_BYTES if _sm_needs_lut(d) else 0),
+    scratch_doc=("n_cores * 1024 bytes (4-byte aligned) for iSoftmax / ITAMax without a "
+                 "prepared table (kl_softmax_t.lut), else 0"),
+    rules=(_pos("rows", "L"), *_SM_RULES),
+    cost_unit="element",
+    cost=lambda d: d["rows"] * d["L"],
+    golden="isoftmax / itamax / ita_partial_max",
+    notes=("Flags (dict keys, not loop dims): softmax (KL_SM_*: 0 none, 1 isoftmax, 2 itamax, "
+           "3 itapartialmax), lut_given. Same results as kl_isoftmax / kl_itamax / "
+           "kl_ita_partial_max; per element one table load instead of the polynomial."),
+))
+
+_add(KernelDesc(
+    name="mhsa_chunk",
+    c_functions={"default": "kl_mhsa_chunk", "scratch": "kl_mhsa_chunk_scratch"},
+    prototype=("void kl_mhsa_chunk(const kl_attn_t *a, int32_t rows, void *scratch, int core_id, "
+               "int n_cores);  /* struct kl_attn_t: kernel_lib.h */\n"
+               "size_t kl_mhsa_chunk_scratch(const kl_attn_t *a);"),
+    dims=("rows", "S", "D", "P", "E_out"),
+    split_doc=("query rows of the chunk (balanced; cores beyond `rows` idle): every row is "
+               "independent (full score rows on one core), results do not depend on n_cores"),
+    split=lambda d, n: "rows",
+    operands=(
+        Operand("q", "in", "int8|uint8", ("rows", "D"),
+                "standard: Q_h rows of the chunk (q + r0*q_rs + h*P); FWSA: X rows", ("q_rs",),
+                "D"),
+        Operand("k", "in", "int8|uint8", ("S", "D"),
+                "standard: K_h [S][P] token-major (k + h*P, k_rs = H*P or P); FWSA: X [S][E]",
+                ("k_rs",), "D"),
+        Operand("w_f", "param", "int8", ("D", "D"), "FWSA only: W_f of the head, [out][in]"),
+        Operand("b_f", "param", "int32", ("D",), "FWSA only, may be NULL"),
+        Operand("w_row", "param", "int8", ("D",), "FWSA row term (no-softmax blocks), or NULL"),
+        Operand("v", "in", "int8|uint8", ("P", "S"),
+                "v_trans = 1: V_h^T [P][S] (fast); v_trans = 0: V_h [S][P] token-major "
+                "(v + h*P, v_rs = H*P; columns gathered per group of rows, ~3 instr/element "
+                "of V_h per group on arm-dsp)", ("v_rs",), "S"),
+        Operand("o", "out", "8bit", ("rows", "P"),
+                "when acc == NULL: head-interleaved [S][H][P] (o + r0*o_rs + h*P, o_rs = H*P)",
+                ("o_rs",), "P"),
+        Operand("w_o", "param", "int8", ("E_out", "P"),
+                "when acc != NULL: the head's column slice of W_o [E_out][H*P] (w_o + h*P, "
+                "w_o_rs = H*P)", ("w_o_rs",), "P"),
+        Operand("acc", "inout", "int32", ("rows", "E_out"),
+                "when acc != NULL: acc (acc_mode KL_ACC_STORE) = or (KL_ACC_ADD) += O_h . W_o^T "
+                "(+ b_o when b_o != NULL)", ("acc_rs",), "E_out"),
+        Operand("scratch", "scratch", "int8", ("n_cores * kl_mhsa_chunk_scratch",),
+                "per core: matmul scratch (arm-dsp 12*max(D,S,P)) | softmax table 1024 "
+                "(iSoftmax/ITAMax without sm.lut) | FWSA row term 4*G | G*S score rows | "
+                "G*P O_h rows (fused output) | G*D I* rows (FWSA), each rounded up to 8; "
+                "8-byte aligned"),
+    ),
+    scratch=lambda d, n, isa: n * mhsa_chunk_scratch_per_core(d, isa),
+    scratch_doc=("n_cores * per_core, per_core = A8(mm(max(D,S,P))) + 1024*lut + A8(24)*rowterm "
+                 "+ A8(6*S) + A8(6*P)*fused_out + A8(6*D)*fwsa, A8 = round up to 8, mm = 12*K on "
+                 "arm-dsp and 0 otherwise (mhsa_chunk_scratch_per_core); flags as dict keys "
+                 "fwsa, row_term, softmax, lut_given, fused_out"),
+    rules=(_pos("rows", "S", "D", "P"),
+           Rule("int32 score accumulators: D * 255 * 255 + |row term| < 2^31",
+                lambda d: d["D"] * 255 * 255 < 2**31 - 2**24),
+           Rule("int32 O_h accumulators: S * 255 * 128 < 2^31", lambda d: d["S"] < 65000),
+           *_SM_RULES, *_RQ_RULES,
+           Rule("scratch 8-byte aligned (LDRD)", lambda d: True, ("arm-dsp",))),
+    cost_unit="MAC",
+    cost=lambda d: d["rows"] * (d["S"] * d["D"] + d["S"] * d["P"] + d["P"] * d.get("E_out", 0)
+                                + (d["D"] * d["D"] if d.get("fwsa", 0) else 0)),
+    golden="one (head, chunk) step of planner.golden.mhsa.mhsa_depth_first",
+    notes=_MHSA_NOTES + (" FWSA when a->w_f != NULL: q is X rows, k is X, D = E, the query rows "
+                         "are I* = RQ_i(X.W_f^T + b_f) (docs/fwsa.md). Efficiency (arm-dsp): rows "
+                         "per core a multiple of 6 (groups of 6 rows; a rest of 3 / 5 is computed "
+                         "as 4 / 6 when the next rows exist and the output projection is fused)."),
+))
+
+_add(KernelDesc(
+    name="mhsa_block",
+    c_functions={"default": "kl_mhsa_block", "scratch": "kl_mhsa_block_scratch"},
+    prototype=("void kl_mhsa_block(const kl_mhsa_t *m, int core_id, int n_cores);  "
+               "/* struct kl_mhsa_t: kernel_lib.h */\n"
+               "size_t kl_mhsa_block_scratch(const kl_mhsa_t *m, int n_cores);"),
+    dims=("S", "E", "H", "P", "E_out", "chunk"),
+    split_doc=("per head the S tokens of the K_h / V_h^T projections (then the barrier), and the "
+               "rows of every chunk (balanced); without a barrier every core projects K/V "
+               "itself (no synchronization). The final RQ_o runs on each core's own rows."),
+    split=lambda d, n: "chunk rows",
+    operands=(
+        Operand("x", "in", "int8", ("S", "E"), "token-major, row stride x_rs", ("x_rs",), "E"),
+        Operand("w_q, w_k, w_v", "param", "int8", ("H*P", "E"),
+                "[out][in] (w_q/w_k NULL in FWSA form); biases [H*P] may be NULL; RQ per tensor "
+                "or per column (mul_sc)"),
+        Operand("w_f", "param", "int8", ("H", "E", "E"),
+                "FWSA form: [h][out][in], b_f [H][E], rq_i per head (mul_sb = E, mul_sc = 1 for "
+                "per-row weight scales), w_row [H][E] or NULL"),
+        Operand("w_o", "param", "int8", ("E_out", "H*P"), "[out][in], b_o [E_out] may be NULL"),
+        Operand("acc", "inout", "int32", ("S", "E_out"),
+                "caller memory: the int32 accumulator of the output projection (row stride "
+                "acc_rs); part of the block's peak", ("acc_rs",), "E_out"),
+        Operand("y", "out", "8bit", ("S", "E_out"), "row stride y_rs", ("y_rs",), "E_out"),
+        Operand("scratch", "scratch", "int8", ("kl_mhsa_block_scratch",),
+                "copies * (A8(P*S) V_h^T + A8(S*P) K_h (standard form)) + n_cores * per_core "
+                "(chunk layout with D = P or E, query rows and O_h rows always); 8-byte aligned"),
+    ),
+    scratch=lambda d, n, isa: mhsa_block_scratch(d, n, isa),
+    scratch_doc=("mhsa_block_scratch(dims, n_cores, isa): copies * kv + n_cores * per_core, "
+                 "kv = A8(P*S) + A8(S*P) (standard) or A8(P*S) (FWSA), copies = 1 with a barrier "
+                 "or one core (flag shared_kv = 1, the default), else n_cores; per_core as "
+                 "mhsa_chunk with D = P (standard) or E (FWSA), K = max(E, S, P), fused_out = 1 "
+                 "and a query-row buffer G*D always"),
+    rules=(_pos("S", "E", "H", "P", "E_out", "chunk"),
+           Rule("int32 accumulators: E * 255 * 255 < 2^31 (projections, FWSA scores)",
+                lambda d: d["E"] * 255 * 255 < 2**31 - 2**24),
+           Rule("the output accumulator (sum over heads + b_o) fits int32 (checked by the "
+                "golden model)", lambda d: True),
+           *_SM_RULES, *_RQ_RULES,
+           Rule("scratch 8-byte aligned (LDRD)", lambda d: True, ("arm-dsp",))),
+    cost_unit="MAC",
+    cost=mhsa_macs,
+    golden="planner.golden.mhsa.mhsa_depth_first (rows = chunk)",
+    notes=_MHSA_NOTES + (" Flags as dict keys: fwsa, row_term, softmax, lut_given, shared_kv. "
+                         "Multi-core needs kl_mhsa_t.barrier for the shared K/V copy (2 barriers "
+                         "per head). Efficiency (arm-dsp): each core's rows of a chunk are "
+                         "processed in groups of 6; prefer chunk sizes whose per-core share is "
+                         "a multiple of 6 (EEG S=81 on M7: chunk 6 -> 8.62 M, 27 -> 8.91 M, "
+                         "9 -> 9.88 M, 81 -> 8.59 M instructions; benchmarks/kernels_bench.py). "
+                         "The scratch does not depend on the chunk size."),
+))
+
+
 def get(name: str) -> KernelDesc:
     try:
         return KERNELS[name]

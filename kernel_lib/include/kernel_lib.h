@@ -287,8 +287,8 @@ size_t kl_mhsa_chunk_scratch(const kl_attn_t *a);
 typedef void (*kl_barrier_fn)(void *ctx);
 typedef struct kl_mhsa {
     int32_t S, E, H, P, E_out;
-    const int8_t *x; /* [S][E] int8, row stride x_rs */
-    int32_t x_rs;
+    const void *x; /* [S][E] int8 (x_signed = 1) or uint8 (0), row stride x_rs */
+    int32_t x_rs, x_signed;
     /* standard form (w_f == NULL): W_q, W_k [H*P][E], biases [H*P] (may be NULL), RQ over
      * the H*P output columns (per tensor or per column: mul_sc/add_sc) */
     const int8_t *w_q, *w_k;

@@ -11,7 +11,13 @@
  *    per group of 4 k: [k/4][row][2 words: (k0,k2) (k1,k3)]; each Q row is then streamed as
  *    words, unpacked with SXTB16/UXTB16 (plain and ROR #8) and multiplied with SMLAD: per 4 k
  *    and 6 rows, 1 load + 2 unpacks + 6 LDRD + 12 SMLAD (inline assembly for 6 and 4 rows).
- *    K % 4 leftovers are scalar. scratch == NULL selects the portable path.
+ *    K % 4 leftovers are scalar (stored [t][row] after the groups). For 6- and 4-row blocks
+ *    whose epilogue is per-tensor RQ to int8/uint8 or int32 store/accumulate, the whole
+ *    column loop (corrections, SMLAD loop, leftovers, epilogue) is one assembly function
+ *    (kl_c6_* / kl_c4_*, about 50 instructions per column around the SMLADs instead of about
+ *    115 when GCC keeps the loop state on the stack); the row expansion of contiguous rows is
+ *    an assembly loop too. A remainder of 2 rows after the 6-row blocks runs as 4 + 4.
+ *    scratch == NULL selects the portable path.
  *  - XpulpV2 (KL_USE_XPULPV2, GAP9): a place for pv.sdotsp.b based inner loops; not compiled
  *    or verified on this machine (its RISC-V GCC has no XpulpV2 builtins); falls back to the
  *    portable path until written and verified.
@@ -173,12 +179,24 @@ static void kl_dsp_expand(const kl_gemm_t *g, int32_t p, int R, uint32_t *KL_RES
     if (g->p_signed) {
         const int8_t *base = (const int8_t *)g->p_base + p * sp;
         if (sk == 1) {
-            for (kq = 0; kq < K4; kq++)
-                for (r = 0; r < R; r++) {
-                    uint32_t w = kl_ld32(base + r * sp + 4 * kq);
-                    xs[(kq * R + r) * 2] = (uint32_t)__sxtb16(w);
-                    xs[(kq * R + r) * 2 + 1] = (uint32_t)kl_sxtb16_ror8(w);
+            /* row by row, two groups of 4 k per iteration (the layout is [k/4][row][2]) */
+            const int32_t step = 2 * R;
+            for (r = 0; r < R; r++) {
+                const int8_t *src = base + r * sp;
+                uint32_t *dst = xs + 2 * r;
+                for (kq = 0; kq + 2 <= K4; kq += 2, src += 8, dst += 2 * step) {
+                    const uint32_t w0 = kl_ld32(src), w1 = kl_ld32(src + 4);
+                    dst[0] = (uint32_t)__sxtb16(w0);
+                    dst[1] = (uint32_t)kl_sxtb16_ror8(w0);
+                    dst[step] = (uint32_t)__sxtb16(w1);
+                    dst[step + 1] = (uint32_t)kl_sxtb16_ror8(w1);
                 }
+                if (kq < K4) {
+                    const uint32_t w0 = kl_ld32(src);
+                    dst[0] = (uint32_t)__sxtb16(w0);
+                    dst[1] = (uint32_t)kl_sxtb16_ror8(w0);
+                }
+            }
         } else {
             for (r = 0; r < R; r++) {
                 const int8_t *rp = base + r * sp;
@@ -191,17 +209,29 @@ static void kl_dsp_expand(const kl_gemm_t *g, int32_t p, int R, uint32_t *KL_RES
         }
         for (r = 0; r < R; r++)
             for (t = 4 * K4; t < K; t++)
-                ((int16_t *)(xs + 2 * K4 * R))[r * (K - 4 * K4) + (t - 4 * K4)] =
+                ((int16_t *)(xs + 2 * K4 * R))[(t - 4 * K4) * R + r] =
                     (int16_t)base[r * sp + t * sk];
     } else {
         const uint8_t *base = (const uint8_t *)g->p_base + p * sp;
         if (sk == 1) {
-            for (kq = 0; kq < K4; kq++)
-                for (r = 0; r < R; r++) {
-                    uint32_t w = kl_ld32(base + r * sp + 4 * kq);
-                    xs[(kq * R + r) * 2] = (uint32_t)__uxtb16(w);
-                    xs[(kq * R + r) * 2 + 1] = (uint32_t)kl_uxtb16_ror8(w);
+            /* row by row, two groups of 4 k per iteration (the layout is [k/4][row][2]) */
+            const int32_t step = 2 * R;
+            for (r = 0; r < R; r++) {
+                const uint8_t *src = base + r * sp;
+                uint32_t *dst = xs + 2 * r;
+                for (kq = 0; kq + 2 <= K4; kq += 2, src += 8, dst += 2 * step) {
+                    const uint32_t w0 = kl_ld32(src), w1 = kl_ld32(src + 4);
+                    dst[0] = (uint32_t)__uxtb16(w0);
+                    dst[1] = (uint32_t)kl_uxtb16_ror8(w0);
+                    dst[step] = (uint32_t)__uxtb16(w1);
+                    dst[step + 1] = (uint32_t)kl_uxtb16_ror8(w1);
                 }
+                if (kq < K4) {
+                    const uint32_t w0 = kl_ld32(src);
+                    dst[0] = (uint32_t)__uxtb16(w0);
+                    dst[1] = (uint32_t)kl_uxtb16_ror8(w0);
+                }
+            }
         } else {
             for (r = 0; r < R; r++) {
                 const uint8_t *rp = base + r * sp;
@@ -214,9 +244,75 @@ static void kl_dsp_expand(const kl_gemm_t *g, int32_t p, int R, uint32_t *KL_RES
         }
         for (r = 0; r < R; r++)
             for (t = 4 * K4; t < K; t++)
-                ((int16_t *)(xs + 2 * K4 * R))[r * (K - 4 * K4) + (t - 4 * K4)] =
+                ((int16_t *)(xs + 2 * K4 * R))[(t - 4 * K4) * R + r] =
                     (int16_t)base[r * sp + t * sk];
     }
+}
+
+/* The same for a constant R (6 or 4) and contiguous rows (p_sk == 1): two groups of 4 k per
+ * iteration in assembly (2 LDR, 4 SXTB16/UXTB16, 2 STRD with post-increment: 5 instructions
+ * per 4 bytes instead of 7). */
+#define KL_EXP_LOOP(X)                                                                        \
+    __asm__ volatile("1:\n\t"                                                                 \
+                     "ldr %[w0], [%[src]], #4\n\t"                                            \
+                     "ldr %[w1], [%[src]], #4\n\t" X "16 %[a], %[w0]\n\t" X                    \
+                     "16 %[b], %[w0], ror #8\n\t"                                             \
+                     "strd %[a], %[b], [%[d0]], %[inc]\n\t" X "16 %[a], %[w1]\n\t" X          \
+                     "16 %[b], %[w1], ror #8\n\t"                                             \
+                     "strd %[a], %[b], [%[d1]], %[inc]\n\t"                                   \
+                     "subs %[n], %[n], #1\n\t"                                                \
+                     "bne 1b\n\t"                                                             \
+                     : [src] "+r"(src), [d0] "+r"(d0), [d1] "+r"(d1), [n] "+r"(n),             \
+                       [w0] "=&r"(w0), [w1] "=&r"(w1), [a] "=&r"(a), [b] "=&r"(b)              \
+                     : [inc] "I"(16 * R)                                                      \
+                     : "cc", "memory")
+KL_INLINE void kl_dsp_expand_rk(const kl_gemm_t *g, int32_t p, const int R,
+                                uint32_t *KL_RESTRICT xs)
+{
+    const int32_t K = g->K, K4 = K >> 2, sp = g->p_sp;
+    int32_t t;
+    int r;
+    if (g->p_sk != 1) {
+        kl_dsp_expand(g, p, R, xs);
+        return;
+    }
+    for (r = 0; r < R; r++) {
+        const uint8_t *src = (const uint8_t *)g->p_base + (p + r) * sp;
+        uint32_t *d0 = xs + 2 * r, *d1 = xs + 2 * r + 2 * R;
+        int32_t n = K4 >> 1;
+        uint32_t w0, w1, a, b;
+        if (g->p_signed) {
+            if (n > 0)
+                KL_EXP_LOOP("sxtb");
+            if (K4 & 1) {
+                w0 = kl_ld32(src);
+                src += 4;
+                d0[0] = (uint32_t)__sxtb16(w0);
+                d0[1] = (uint32_t)kl_sxtb16_ror8(w0);
+            }
+            for (t = 0; t < (K & 3); t++)
+                ((int16_t *)(xs + 2 * K4 * R))[t * R + r] = (int16_t)((const int8_t *)src)[t];
+        } else {
+            if (n > 0)
+                KL_EXP_LOOP("uxtb");
+            if (K4 & 1) {
+                w0 = kl_ld32(src);
+                src += 4;
+                d0[0] = (uint32_t)__uxtb16(w0);
+                d0[1] = (uint32_t)kl_uxtb16_ror8(w0);
+            }
+            for (t = 0; t < (K & 3); t++)
+                ((int16_t *)(xs + 2 * K4 * R))[t * R + r] = (int16_t)src[t];
+        }
+    }
+}
+static void kl_dsp_expand6(const kl_gemm_t *g, int32_t p, uint32_t *xs)
+{
+    kl_dsp_expand_rk(g, p, 6, xs);
+}
+static void kl_dsp_expand4(const kl_gemm_t *g, int32_t p, uint32_t *xs)
+{
+    kl_dsp_expand_rk(g, p, 4, xs);
 }
 
 /* Epilogue kinds of the DSP path, chosen once per call (kl_dsp_epi_kind). */
@@ -351,7 +447,7 @@ KL_INLINE void kl_dsp_col(const kl_gemm_t *g, int32_t p, int32_t q, const uint32
             int32_t wv = QS ? (int32_t)((const int8_t *)qp)[t] : (int32_t)qp[t];
             KL_UNROLL
             for (r = 0; r < R; r++)
-                acc[r] += xt[r * Kr + t] * wv;
+                acc[r] += xt[t * R + r] * wv;
         }
     }
     if (epi == KL_EPI_S8 || epi == KL_EPI_U8) {
@@ -408,6 +504,295 @@ KL_INLINE int32_t kl_smmlar(int32_t x, int32_t m, int32_t a_hi)
     return r;
 }
 
+
+/* ---- whole column loop of a 6- or 4-row block in assembly ----------------------------------
+ * GCC keeps the column-loop state on the stack around the inline-assembly inner loop (about
+ * 100 instructions per output column at K = 64). These functions run the complete loop over
+ * the columns q0..q1 of one block of R = 6 or 4 expanded rows: initial accumulators (column
+ * and row corrections), the SMLAD loop (8 k per iteration, then one group of 4, then K % 4
+ * scalar with SMLABB / SMLATB on the [t][row] int16 leftovers), and the epilogue:
+ *   mm: RQ8 with a per-tensor prepared (m, a) whose low word is 2^31: SMMLAR + SSAT/USAT
+ *   sl: RQ8 with a per-tensor prepared (m, a), sh == 32: SMLAL + SSAT/USAT
+ *   st: int32 store, ad: int32 accumulate.
+ * Registers: r0-r5 accumulators, r6/r7 Q word and its expansion, r8/r9 expanded P pair,
+ * r10 Q pointer, r11 expanded P pointer, r12 counter, lr the state (kl_cols_t).
+ * Per column: 21 (R=6) / 15 (R=4) instructions per 4 k plus about 50 around them. */
+typedef struct {
+    int32_t pc[6];        /*  0: row corrections */
+    const uint8_t *qrow;  /* 24: Q row of the next column */
+    int32_t q_sq;         /* 28: Q row stride (bytes) */
+    const uint32_t *xs;   /* 32: expanded P rows */
+    int32_t n2;           /* 36: iterations of 8 k */
+    int32_t odd;          /* 40: one more group of 4 k */
+    int32_t kr;           /* 44: K % 4 */
+    const int32_t *qc;    /* 48: column correction of the next column */
+    int32_t qc_s;         /* 52: its stride (bytes, 0: constant) */
+    uint8_t *o;           /* 56: output of row 0, next column */
+    int32_t osp;          /* 60: output row stride (bytes) */
+    int32_t o_sq;         /* 64: output column stride (bytes) */
+    int32_t m, ah, al;    /* 68, 72, 76: prepared requantization */
+    int32_t ncols;        /* 80 */
+} kl_cols_t;
+typedef char kl_cols_layout_check[(sizeof(kl_cols_t) == 84) ? 1 : -1];
+
+#define KL_CA_FNS(X, R)                                                                       \
+    X(R, s, mm, s8) X(R, s, mm, u8) X(R, s, sl, s8) X(R, s, sl, u8) X(R, s, st, 0)             \
+    X(R, s, ad, 0) X(R, u, mm, s8) X(R, u, mm, u8) X(R, u, sl, s8) X(R, u, sl, u8)             \
+    X(R, u, st, 0) X(R, u, ad, 0)
+#define KL_CA_DECL(R, q, e, t) void kl_c##R##_##q##_##e##_##t(kl_cols_t *c);
+KL_CA_FNS(KL_CA_DECL, 6)
+KL_CA_FNS(KL_CA_DECL, 4)
+
+__asm__(
+    "    .syntax unified\n"
+    "    .thumb\n"
+    /* one group of 4 k for R rows */
+    "    .macro KLC_ROW a\n"
+    "    ldrd    r8, r9, [r11], #8\n"
+    "    smlad   \\a, r8, r7, \\a\n"
+    "    smlad   \\a, r9, r6, \\a\n"
+    "    .endm\n"
+    "    .macro KLC_STEP x, R\n"
+    "    ldr     r6, [r10], #4\n"
+    "    \\x\\()16 r7, r6\n"
+    "    \\x\\()16 r6, r6, ror #8\n"
+    "    KLC_ROW r0\n"
+    "    KLC_ROW r1\n"
+    "    KLC_ROW r2\n"
+    "    KLC_ROW r3\n"
+    "    .if \\R == 6\n"
+    "    KLC_ROW r4\n"
+    "    KLC_ROW r5\n"
+    "    .endif\n"
+    "    .endm\n"
+    /* epilogues; r8 = o (row 0 of this column), r9 = row stride */
+    "    .macro KLC_MM1 sat, a, addr, off\n"
+    "    smmlar  \\a, \\a, r6, r7\n"
+    "    \\sat    \\a, #8, \\a\n"
+    "    strb    \\a, [\\addr\\off]\n"
+    "    .endm\n"
+    "    .macro KLC_EPI_mm sat, R\n"
+    "    ldrd    r6, r7, [lr, #68]\n"
+    "    ldrd    r8, r9, [lr, #56]\n"
+    "    KLC_MM1 \\sat, r0, r8, \n"
+    "    KLC_MM1 \\sat, r1, r8, \", r9\"\n"
+    "    add     r10, r8, r9, lsl #1\n"
+    "    KLC_MM1 \\sat, r2, r10, \n"
+    "    KLC_MM1 \\sat, r3, r10, \", r9\"\n"
+    "    .if \\R == 6\n"
+    "    add     r10, r10, r9, lsl #1\n"
+    "    KLC_MM1 \\sat, r4, r10, \n"
+    "    KLC_MM1 \\sat, r5, r10, \", r9\"\n"
+    "    .endif\n"
+    "    ldr     r10, [lr, #64]\n"
+    "    add     r8, r8, r10\n"
+    "    str     r8, [lr, #56]\n"
+    "    .endm\n"
+    "    .macro KLC_SL1 sat, a\n"
+    "    mov     r11, r7\n"
+    "    mov     r12, r8\n"
+    "    smlal   r11, r12, \\a, r6\n"
+    "    \\sat    r12, #8, r12\n"
+    "    strb    r12, [r9]\n"
+    "    add     r9, r9, r10\n"
+    "    .endm\n"
+    "    .macro KLC_EPI_sl sat, R\n"
+    "    ldr     r6, [lr, #68]\n"
+    "    ldrd    r8, r7, [lr, #72]\n"
+    "    ldrd    r9, r10, [lr, #56]\n"
+    "    KLC_SL1 \\sat, r0\n"
+    "    KLC_SL1 \\sat, r1\n"
+    "    KLC_SL1 \\sat, r2\n"
+    "    KLC_SL1 \\sat, r3\n"
+    "    .if \\R == 6\n"
+    "    KLC_SL1 \\sat, r4\n"
+    "    KLC_SL1 \\sat, r5\n"
+    "    .endif\n"
+    "    ldr     r10, [lr, #64]\n"
+    "    ldr     r8, [lr, #56]\n"
+    "    add     r8, r8, r10\n"
+    "    str     r8, [lr, #56]\n"
+    "    .endm\n"
+    "    .macro KLC_EPI_st sat, R\n"
+    "    ldrd    r8, r9, [lr, #56]\n"
+    "    str     r0, [r8]\n"
+    "    str     r1, [r8, r9]\n"
+    "    add     r10, r8, r9, lsl #1\n"
+    "    str     r2, [r10]\n"
+    "    str     r3, [r10, r9]\n"
+    "    .if \\R == 6\n"
+    "    add     r10, r10, r9, lsl #1\n"
+    "    str     r4, [r10]\n"
+    "    str     r5, [r10, r9]\n"
+    "    .endif\n"
+    "    ldr     r10, [lr, #64]\n"
+    "    add     r8, r8, r10\n"
+    "    str     r8, [lr, #56]\n"
+    "    .endm\n"
+    "    .macro KLC_AD1 a, addr, off\n"
+    "    ldr     r6, [\\addr\\off]\n"
+    "    add     \\a, \\a, r6\n"
+    "    str     \\a, [\\addr\\off]\n"
+    "    .endm\n"
+    "    .macro KLC_EPI_ad sat, R\n"
+    "    ldrd    r8, r9, [lr, #56]\n"
+    "    KLC_AD1 r0, r8, \n"
+    "    KLC_AD1 r1, r8, \", r9\"\n"
+    "    add     r10, r8, r9, lsl #1\n"
+    "    KLC_AD1 r2, r10, \n"
+    "    KLC_AD1 r3, r10, \", r9\"\n"
+    "    .if \\R == 6\n"
+    "    add     r10, r10, r9, lsl #1\n"
+    "    KLC_AD1 r4, r10, \n"
+    "    KLC_AD1 r5, r10, \", r9\"\n"
+    "    .endif\n"
+    "    ldr     r10, [lr, #64]\n"
+    "    add     r8, r8, r10\n"
+    "    str     r8, [lr, #56]\n"
+    "    .endm\n"
+    /* one function: name, rows, unpack (sxtb/uxtb), leftover load (ldrsb/ldrb), epilogue */
+    "    .macro KLC_FN name, R, x, ldb, epi, sat\n"
+    "    .section .text.\\name,\"ax\",%progbits\n"
+    "    .align 2\n"
+    "    .global \\name\n"
+    "    .hidden \\name\n"
+    "    .thumb_func\n"
+    "    .type \\name, %function\n"
+    "\\name:\n"
+    "    push    {r4-r11, lr}\n"
+    "    mov     lr, r0\n"
+    "1:\n"
+    "    ldrd    r6, r7, [lr, #48]\n"
+    "    ldr     r12, [r6]\n"
+    "    add     r6, r6, r7\n"
+    "    str     r6, [lr, #48]\n"
+    "    .if \\R == 6\n"
+    "    ldmia   lr, {r0-r5}\n"
+    "    .else\n"
+    "    ldmia   lr, {r0-r3}\n"
+    "    .endif\n"
+    "    add     r0, r0, r12\n"
+    "    add     r1, r1, r12\n"
+    "    add     r2, r2, r12\n"
+    "    add     r3, r3, r12\n"
+    "    .if \\R == 6\n"
+    "    add     r4, r4, r12\n"
+    "    add     r5, r5, r12\n"
+    "    .endif\n"
+    "    ldrd    r10, r7, [lr, #24]\n"
+    "    add     r7, r10, r7\n"
+    "    str     r7, [lr, #24]\n"
+    "    ldrd    r11, r12, [lr, #32]\n"
+    "    cmp     r12, #0\n"
+    "    beq     3f\n"
+    "2:\n"
+    "    KLC_STEP \\x, \\R\n"
+    "    KLC_STEP \\x, \\R\n"
+    "    subs    r12, r12, #1\n"
+    "    bne     2b\n"
+    "3:\n"
+    "    ldr     r12, [lr, #40]\n"
+    "    cmp     r12, #0\n"
+    "    beq     4f\n"
+    "    KLC_STEP \\x, \\R\n"
+    "4:\n"
+    "    ldr     r12, [lr, #44]\n"
+    "    cmp     r12, #0\n"
+    "    beq     6f\n"
+    "5:\n"
+    "    \\ldb    r6, [r10], #1\n"
+    "    ldr     r8, [r11], #4\n"
+    "    smlabb  r0, r8, r6, r0\n"
+    "    smlatb  r1, r8, r6, r1\n"
+    "    ldr     r8, [r11], #4\n"
+    "    smlabb  r2, r8, r6, r2\n"
+    "    smlatb  r3, r8, r6, r3\n"
+    "    .if \\R == 6\n"
+    "    ldr     r8, [r11], #4\n"
+    "    smlabb  r4, r8, r6, r4\n"
+    "    smlatb  r5, r8, r6, r5\n"
+    "    .endif\n"
+    "    subs    r12, r12, #1\n"
+    "    bne     5b\n"
+    "6:\n"
+    "    KLC_EPI_\\epi \\sat, \\R\n"
+    "    ldr     r6, [lr, #80]\n"
+    "    subs    r6, r6, #1\n"
+    "    str     r6, [lr, #80]\n"
+    "    bne     1b\n"
+    "    pop     {r4-r11, pc}\n"
+    "    .size \\name, .-\\name\n"
+    "    .endm\n"
+    "    .macro KLC_FNS R\n"
+    "    KLC_FN kl_c\\R\\()_s_mm_s8, \\R, sxtb, ldrsb, mm, ssat\n"
+    "    KLC_FN kl_c\\R\\()_s_mm_u8, \\R, sxtb, ldrsb, mm, usat\n"
+    "    KLC_FN kl_c\\R\\()_s_sl_s8, \\R, sxtb, ldrsb, sl, ssat\n"
+    "    KLC_FN kl_c\\R\\()_s_sl_u8, \\R, sxtb, ldrsb, sl, usat\n"
+    "    KLC_FN kl_c\\R\\()_s_st_0, \\R, sxtb, ldrsb, st, ssat\n"
+    "    KLC_FN kl_c\\R\\()_s_ad_0, \\R, sxtb, ldrsb, ad, ssat\n"
+    "    KLC_FN kl_c\\R\\()_u_mm_s8, \\R, uxtb, ldrb, mm, ssat\n"
+    "    KLC_FN kl_c\\R\\()_u_mm_u8, \\R, uxtb, ldrb, mm, usat\n"
+    "    KLC_FN kl_c\\R\\()_u_sl_s8, \\R, uxtb, ldrb, sl, ssat\n"
+    "    KLC_FN kl_c\\R\\()_u_sl_u8, \\R, uxtb, ldrb, sl, usat\n"
+    "    KLC_FN kl_c\\R\\()_u_st_0, \\R, uxtb, ldrb, st, ssat\n"
+    "    KLC_FN kl_c\\R\\()_u_ad_0, \\R, uxtb, ldrb, ad, ssat\n"
+    "    .endm\n"
+    "    KLC_FNS 6\n"
+    "    KLC_FNS 4\n"
+    "    .text\n");
+
+typedef void (*kl_cols_fn)(kl_cols_t *c);
+/* [R == 4][Q unsigned][epilogue: mm s8, mm u8, sl s8, sl u8, st, ad] */
+static const kl_cols_fn kl_cols_fns[2][2][6] = {
+    {{kl_c6_s_mm_s8, kl_c6_s_mm_u8, kl_c6_s_sl_s8, kl_c6_s_sl_u8, kl_c6_s_st_0, kl_c6_s_ad_0},
+     {kl_c6_u_mm_s8, kl_c6_u_mm_u8, kl_c6_u_sl_s8, kl_c6_u_sl_u8, kl_c6_u_st_0, kl_c6_u_ad_0}},
+    {{kl_c4_s_mm_s8, kl_c4_s_mm_u8, kl_c4_s_sl_s8, kl_c4_s_sl_u8, kl_c4_s_st_0, kl_c4_s_ad_0},
+     {kl_c4_u_mm_s8, kl_c4_u_mm_u8, kl_c4_u_sl_s8, kl_c4_u_sl_u8, kl_c4_u_st_0, kl_c4_u_ad_0}}};
+
+/* Runs the R-row block (R = 6 or 4) p.. over the columns q0..q1 in assembly when the
+ * epilogue allows it (returns 0 otherwise). The P rows must already be expanded. */
+static int kl_dsp_cols_asm(const kl_gemm_t *g, int32_t p, int32_t q0, int32_t q1, const int R,
+                           const int QS, const int EPI, kl_rqp_t rp, const int32_t *pc)
+{
+    static const int32_t zero = 0;
+    const int32_t K = g->K, K4 = K >> 2;
+    kl_cols_t c;
+    int e, r;
+    if (g->mode == KL_GEMM_I32_STORE)
+        e = 4;
+    else if (g->mode == KL_GEMM_I32_ADD)
+        e = 5;
+    else if (EPI != KL_EPI_GENERIC && g->m_sq == 0 && (!g->add || g->a_sq == 0) && rp.sh == 32)
+        e = ((uint32_t)rp.a == 0x80000000u ? 0 : 2) + (EPI == KL_EPI_U8);
+    else
+        return 0;
+    for (r = 0; r < R; r++)
+        c.pc[r] = pc[r];
+    c.qrow = (const uint8_t *)g->q_base + q0 * g->q_sq;
+    c.q_sq = g->q_sq;
+    c.xs = (const uint32_t *)g->scratch;
+    c.n2 = K4 >> 1;
+    c.odd = K4 & 1;
+    c.kr = K & 3;
+    c.qc = g->q_corr ? g->q_corr + q0 * g->qc_s : &zero;
+    c.qc_s = g->q_corr ? 4 * g->qc_s : 0;
+    if (e >= 4) {
+        c.o = (uint8_t *)((int32_t *)g->out + p * g->o_sp + q0 * g->o_sq);
+        c.osp = 4 * g->o_sp;
+        c.o_sq = 4 * g->o_sq;
+    } else {
+        c.o = (uint8_t *)g->out + p * g->o_sp + q0 * g->o_sq;
+        c.osp = g->o_sp;
+        c.o_sq = g->o_sq;
+    }
+    c.m = rp.m;
+    c.ah = (int32_t)(rp.a >> 32);
+    c.al = (int32_t)(uint32_t)rp.a;
+    c.ncols = q1 - q0;
+    kl_cols_fns[R == 4][!QS][e](&c);
+    return 1;
+}
+
 KL_INLINE void kl_dsp_block(const kl_gemm_t *gp, int32_t p, int32_t q0, int32_t q1, const int R,
                             const int QS, const int EPI)
 {
@@ -434,7 +819,14 @@ KL_INLINE void kl_dsp_block(const kl_gemm_t *gp, int32_t p, int32_t q0, int32_t 
     KL_UNROLL
     for (r = 0; r < R; r++)
         pc[r] = has_pc ? gp->p_corr[(p + r) * gp->pc_s] : 0;
-    kl_dsp_expand(gp, p, R, (uint32_t *)gp->scratch);
+    if (R == 6)
+        kl_dsp_expand6(gp, p, (uint32_t *)gp->scratch);
+    else if (R == 4)
+        kl_dsp_expand4(gp, p, (uint32_t *)gp->scratch);
+    else
+        kl_dsp_expand(gp, p, R, (uint32_t *)gp->scratch);
+    if ((R == 6 || R == 4) && kl_dsp_cols_asm(gp, p, q0, q1, R, QS, EPI, rp, pc))
+        return;
     for (q = q0; q < q1; q++, qrow += q_sq, o += o_sq, qc += qc_s) {
         const int32_t c0 = *qc;
         int32_t a0 = c0, a1 = c0, a2 = c0, a3 = c0, a4 = c0, a5 = c0;
@@ -464,13 +856,13 @@ KL_INLINE void kl_dsp_block(const kl_gemm_t *gp, int32_t p, int32_t q0, int32_t 
             int32_t t;
             for (t = 0; t < Kr; t++) {
                 int32_t wv = QS ? (int32_t)((const int8_t *)qp)[t] : (int32_t)qp[t];
-                a0 += xt[0 * Kr + t] * wv;
-                a1 += xt[1 * Kr + t] * wv;
-                a2 += xt[2 * Kr + t] * wv;
-                a3 += xt[3 * Kr + t] * wv;
+                a0 += xt[t * R + 0] * wv;
+                a1 += xt[t * R + 1] * wv;
+                a2 += xt[t * R + 2] * wv;
+                a3 += xt[t * R + 3] * wv;
                 if (R == 6) {
-                    a4 += xt[4 * Kr + t] * wv;
-                    a5 += xt[5 * Kr + t] * wv;
+                    a4 += xt[t * R + 4] * wv;
+                    a5 += xt[t * R + 5] * wv;
                 }
             }
         }
@@ -565,9 +957,11 @@ static void kl_gemm_dsp(const kl_gemm_t *g, int32_t p0, int32_t p1, int32_t q0, 
 {
     int32_t p = p0;
     if (g->q_signed) {
-        for (; p + KL_DSP_RMAX <= p1; p += KL_DSP_RMAX)
+        /* a remainder of 2 rows after the 6-row blocks: the last 8 rows as 4 + 4 */
+        const int32_t p6 = (p1 - p0) % 6 == 2 && p1 - p0 >= 8 ? p1 - 8 : p1;
+        for (; p + KL_DSP_RMAX <= p6; p += KL_DSP_RMAX)
             kl_dsp_rows_max_1(g, p, q0, q1);
-        if (p + 4 <= p1) {
+        while (p + 4 <= p1) {
             kl_dsp_rows4_1(g, p, q0, q1);
             p += 4;
         }
@@ -578,9 +972,11 @@ static void kl_gemm_dsp(const kl_gemm_t *g, int32_t p0, int32_t p1, int32_t q0, 
         if (p < p1)
             kl_dsp_rows1_1(g, p, q0, q1);
     } else {
-        for (; p + KL_DSP_RMAX <= p1; p += KL_DSP_RMAX)
+        /* a remainder of 2 rows after the 6-row blocks: the last 8 rows as 4 + 4 */
+        const int32_t p6 = (p1 - p0) % 6 == 2 && p1 - p0 >= 8 ? p1 - 8 : p1;
+        for (; p + KL_DSP_RMAX <= p6; p += KL_DSP_RMAX)
             kl_dsp_rows_max_0(g, p, q0, q1);
-        if (p + 4 <= p1) {
+        while (p + 4 <= p1) {
             kl_dsp_rows4_0(g, p, q0, q1);
             p += 4;
         }
