@@ -220,3 +220,39 @@ def evaluate(params: CostParams, v: Variant, tiles: dict[str, int], double: froz
 
 def latency_ms(cycles: int, frequency_hz: int) -> float:
     return round(cycles * 1000.0 / frequency_hz, 4)
+
+
+# Stated uncertainty of a cycle estimate, relative, by the status of the hardware-model figures it
+# rests on: a figure marked "assumed" in hw_models/*.json (kernel efficiencies estimated from kernel
+# families, DMA figures from peak rates) is taken to be good to +-25%; a calibrated one (from a
+# datasheet or measured instruction counts) to +-5%. Used where two estimates are compared and the
+# comparison decides (the --dft auto rule, docs/plan-format.md): differences inside the band are not
+# taken as evidence.
+UNCERTAINTY_ASSUMED = 0.25
+UNCERTAINTY_CALIBRATED = 0.05
+
+
+def hw_fields(params: CostParams, v: Variant) -> set[str]:
+    """The hardware-model fields (dotted paths, as in its `_source`) the estimate of `v` rests on."""
+    fields = {"tile_overhead_cycles"} if v.overhead else set()
+    for t in v.compute:
+        fields.add(f"kernel_efficiency.{t.kernel}")
+    for b in v.buffers:
+        acc = params.access(b, v.level)
+        if acc in ("dma", "inplace"):
+            for leg in params.legs(b.home, v.level):
+                fields.add(f"levels.{leg.near}.bandwidth_bytes_per_cycle")
+                if acc == "dma":
+                    fields.add(f"levels.{leg.near}.dma_setup_cycles")
+    return fields
+
+
+def estimate_uncertainty(hw: HardwareModel, fields: set[str]) -> float:
+    """UNCERTAINTY_ASSUMED when any of `fields` is assumed (or has no source), else
+    UNCERTAINTY_CALIBRATED."""
+    sources = hw.sources
+    for f in fields:
+        src = sources.get(f)
+        if src is None or src.lower().startswith("assumed"):
+            return UNCERTAINTY_ASSUMED
+    return UNCERTAINTY_CALIBRATED

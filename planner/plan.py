@@ -68,6 +68,7 @@ class Plan:
     aliases: dict[str, str]
     warnings: list[str] = field(default_factory=list)
     assumptions: list[str] = field(default_factory=list)
+    fwsa: dict[str, Any] | None = None   # FWSA deviation (when a block is fused), see plan-format.md
 
     def to_dict(self) -> dict[str, Any]:
         return _clean(asdict(self))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from planner.cost import UNCERTAINTY_ASSUMED, UNCERTAINTY_CALIBRATED
 from planner.plan import Plan
 
 
@@ -62,10 +63,15 @@ def block_rows(plan: Plan) -> list[list[object]]:
         lbl = b["layer_by_layer"] or {}
         dft = b["depth_first"] or {}
         mn = b["min_peak_depth_first"] or {}
+        f = b.get("fwsa") or {}
+        dev = f.get("deviation") or {}
         rows.append([b["node"], f"S={b['s']} E={b['e']} P={b['p']} H={b['h']}", b["form"],
                      lbl.get("peak_bytes", "-"), dft.get("peak_bytes", "-"), mn.get("peak_bytes", "-"),
                      _ratio(b["peak_ratio_chosen"]), _ratio(b["peak_ratio_min"]),
-                     lbl.get("est_cycles", "-"), dft.get("est_cycles", "-")])
+                     lbl.get("est_cycles", "-"), dft.get("est_cycles", "-"),
+                     "yes" if f.get("applied") else "no",
+                     _ratio(f.get("param_ratio")), _ratio(f.get("mac_ratio")),
+                     dev.get("softmax_max_abs_lsb", "-"), dev.get("block_max_abs_lsb", "-")])
     return rows
 
 
@@ -73,8 +79,28 @@ def _ratio(r) -> str:
     return "-" if r is None else f"{r:.2f}x"
 
 
+def _b(n) -> str:
+    return "does not fit" if n is None else f"{n:,} B"
+
+
 BLOCK_HEADERS = ["MHSA block", "shape", "chosen", "layer-by-layer peak B", "depth-first peak B",
-                 "min depth-first peak B", "ratio (chosen)", "ratio (min)", "LbL cycles", "DFT cycles"]
+                 "min depth-first peak B", "ratio (chosen)", "ratio (min)", "LbL cycles", "DFT cycles",
+                 "FWSA", "FWSA params", "FWSA MACs", "Δ softmax LSB", "Δ block LSB"]
+
+
+def fwsa_line(plan: Plan, b: dict) -> str:
+    """FWSA decision, savings and deviation of one block, one line."""
+    f = b["fwsa"]
+    out = (f"FWSA {'applied' if f['applied'] else 'not applied'} ({f['reason']}); parameters "
+           f"{f['param_ratio']:.2f}x, MACs {f['mac_ratio']:.2f}x")
+    if f.get("cycles_standard") is not None and f.get("cycles_fused") is not None:
+        out += f", depth-first estimated cycles {f['cycles_fused'] / f['cycles_standard']:.2f}x"
+    dev = f.get("deviation")
+    if dev:
+        out += (f"; deviation vs the unfused model: softmax output max {dev['softmax_max_abs_lsb']} LSB "
+                f"(mean {dev['softmax_mean_abs_lsb']:.3f}), block output max {dev['block_max_abs_lsb']} LSB "
+                f"(mean {dev['block_mean_abs_lsb']:.3f}) on {plan.fwsa['inputs']}")
+    return out
 
 
 def console_summary(plan: Plan) -> str:
@@ -89,6 +115,12 @@ def console_summary(plan: Plan) -> str:
         for b in plan.blocks:
             lines.append(f"{b['node']}: {b['form']} ({b['reason']}); depth-first peak ratio "
                          f"{_ratio(b['peak_ratio_chosen'])} chosen, {_ratio(b['peak_ratio_min'])} at minimum peak")
+            lines.append(f"{b['node']}: {fwsa_line(plan, b)}")
+        if plan.fwsa:
+            dv = plan.fwsa["deviation"]
+            lines.append(f"FWSA network deviation ({plan.fwsa['inputs']}): softmax max "
+                         f"{dv['softmax_max_abs_lsb']} LSB, block max {dv['block_max_abs_lsb']} LSB, graph "
+                         f"output max {dv['output_max_abs_lsb']} LSB")
     e = plan.estimate
     lines.append("")
     lines.append(f"estimate: {e['cycles']:,} cycles = {e['latency_ms']} ms at "
@@ -140,12 +172,35 @@ def write_report(plan: Plan, path: str | Path) -> None:
             out.append(f"- peak ratio layer-by-layer / depth-first: {_ratio(b['peak_ratio_chosen'])} "
                        f"(chosen plan), {_ratio(b['peak_ratio_min'])} (minimum-peak depth-first)")
             out.append(f"- counted: {b['counted']}")
-            f = b["fwsa"]
-            out.append(f"- FWSA: {'applied' if f['applied'] else 'not applied'} ({f['reason']}); "
-                       f"parameters {f['params_unfused']:,} -> {f['params_fused']:,} ({f['param_ratio']:.2f}x), "
-                       f"MACs {f['macs_unfused']:,} -> {f['macs_fused']:,} ({f['mac_ratio']:.2f}x): "
-                       f"{'pays' if f['pays'] else 'does not pay'}")
+            r = b.get("rule")
+            if r and r.get("uncertainty") is not None:
+                need = r["network_l2_need"]
+                out.append(f"- --dft auto rule: estimated cycles depth-first / layer-by-layer "
+                           f"{r['cycles_ratio']}, cost-model uncertainty ±{r['uncertainty']:g}; network L2 "
+                           f"need (activation lower bound + weights + runtime) depth-first "
+                           f"{_b(need['depth_first'])}, layer-by-layer {_b(need['layer_by_layer'])} of "
+                           f"{r['l2_usable']:,} B usable; decided by {r['decided_by']}")
+            out.append(f"- {fwsa_line(plan, b)}")
             out.append("")
+    if plan.blocks:
+        out += ["The --dft auto rule (docs/plan-format.md): a form whose layers do not tile into the "
+                "compute level, or with which the network does not fit L2, is out; otherwise the form "
+                "with fewer estimated cycles if the difference exceeds the cost model's stated "
+                f"uncertainty (±{UNCERTAINTY_ASSUMED:.0%} while the figures it rests on are assumed, "
+                f"±{UNCERTAINTY_CALIBRATED:.0%} when calibrated); "
+                "within it, the lower memory (the network's L2 need, then the block's peak).", ""]
+    if plan.fwsa:
+        dv = plan.fwsa["deviation"]
+        out += ["## FWSA deviation", "",
+                f"Fused (FWSA) vs unfused integer model, golden model, on {plan.fwsa['inputs']}; "
+                f"blocks fused: {', '.join(plan.fwsa['blocks'])}. In LSB of the integer tensors.", "",
+                _md(["tensor", "max abs. Δ (LSB)", "mean abs. Δ (LSB)", "elements that differ"],
+                    [[k, dv[f"{k}_max_abs_lsb"], f"{dv[f'{k}_mean_abs_lsb']:.4f}",
+                      f"{100 * dv[f'{k}_mismatch_fraction']:.1f}%"]
+                     for k in ("softmax", "scores", "block", "output")]), "",
+                "softmax: the probabilities (without softmax: the scores feeding ·V); scores: the "
+                "softmax input relative to its row maximum; block: the MHSA output; output: the graph "
+                "outputs. End to end: a later block sees an earlier block's deviation.", ""]
     if plan.warnings:
         out += ["## Warnings", ""] + [f"- {w}" for w in plan.warnings] + [""]
     Path(path).write_text("\n".join(out), encoding="utf-8")

@@ -24,8 +24,13 @@ def register(sub, commands) -> None:
     p.add_argument("--dft", default="auto", choices=("auto", "on", "off"),
                    help="depth-first MHSA: auto (per block, by cost model and memory), on, off "
                         "(layer-by-layer, for comparison); default auto")
-    p.add_argument("--fwsa", default="off", choices=("auto", "on", "off"),
-                   help="fused-weight self-attention; only 'off' is planned so far (see report)")
+    p.add_argument("--fwsa", default="auto", choices=("auto", "on", "off"),
+                   help="fused-weight self-attention per MHSA block: auto (where it lowers both the "
+                        "estimated cycles and the parameters), on (every applicable block), off; "
+                        "default auto")
+    p.add_argument("--inputs", metavar="IN.npz",
+                   help="graph inputs (arrays by position) on which the FWSA deviation is measured "
+                        "(default: seeded random inputs)")
     p.add_argument("--l1", type=_bytes_arg, metavar="BYTES", help="what-if L1 size (suffix K = 1024, M)")
     p.add_argument("--l2", type=_bytes_arg, metavar="BYTES", help="what-if L2 size (suffix K = 1024, M)")
     p.add_argument("--cores", type=int, metavar="N", help="cores to use (default: the model's cores)")
@@ -50,7 +55,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
         raise UsageError(f"-o {out}: exists and is not a directory")
     opts = SolveOptions(dft=args.dft, fwsa=args.fwsa, l1=args.l1, l2=args.l2, cores=args.cores,
                         time_limit=args.time_limit, seed=args.seed,
-                        input_shapes=parse_input_shapes(args.input_shape))
+                        input_shapes=parse_input_shapes(args.input_shape), inputs=args.inputs)
     sol = solve(args.network, args.hw, opts)
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,8 @@ from planner.hw import load_hw_model, with_overrides
 from planner.ir import Graph, Node, Tensor
 from planner.tiling.desc import prune_candidates
 from planner.tiling.ops import BuildContext, describe
-from planner.tiling.solver import exhaustive, solve_variant
+from planner.tiling.solver import exhaustive, solve_product, solve_variant
+from planner.tiling.table import _pareto, build_table
 
 
 def _linear_graph(s: int, n: int, k: int, bias: bool = True) -> tuple[Graph, Node]:
@@ -59,12 +60,18 @@ def _ctx(g: Graph, hw_name: str = "gap9", l1: int | None = None):
     return BuildContext(g, params, hw.isa, params.compute_level), params
 
 
+SOLVERS = {"table": solve_variant, "product": solve_product}
+
+
+@pytest.mark.parametrize("model", ["table", "product"])
 @pytest.mark.parametrize("s,n,k,cap", [(12, 10, 8, 200), (9, 6, 12, 160), (16, 8, 16, 100000)])
-def test_cpsat_equals_exhaustive_linear(s, n, k, cap):
+def test_cpsat_equals_exhaustive_linear(s, n, k, cap, model):
+    """Both CP-SAT encodings (candidate-table front and product model) reach the exhaustive
+    optimum over EVERY tile size 1..D and every buffering choice."""
     g, node = _linear_graph(s, n, k)
     ctx, params = _ctx(g)
     for v in describe(ctx, node).variants:
-        r = solve_variant(params, prune_candidates(v, params.cores), cap, time_limit=10)
+        r = SOLVERS[model](params, prune_candidates(v, params.cores), cap, time_limit=10)
         ex = exhaustive(params, v, cap, all_sizes=True)
         assert (r is None) == (ex is None)
         if r is None:
@@ -72,6 +79,52 @@ def test_cpsat_equals_exhaustive_linear(s, n, k, cap):
         assert r.optimal
         assert r.evaluation.cost == ex.cost, (v.label, r.evaluation.tiles, ex.tiles)
         assert r.evaluation.footprint <= cap
+        if model == "table":  # the memory tie-break is exact too
+            assert r.evaluation.footprint + r.evaluation.staging == ex.footprint + ex.staging
+
+
+@pytest.mark.parametrize("cap", [100, 150, 200, 1000])
+def test_cpsat_aligned_capacity(cap):
+    """With copies packed 4-byte aligned (as the memory planner does), the capacity binds the
+    aligned footprint: still the exhaustive optimum."""
+    g, node = _linear_graph(7, 5, 6)
+    ctx, params = _ctx(g, "stm32h7")
+    for v in describe(ctx, node).variants:
+        r = solve_variant(params, prune_candidates(v, params.cores), cap, align=4)
+        ex = exhaustive(params, v, cap, align=4)
+        assert (r is None) == (ex is None)
+        if r is not None:
+            assert r.evaluation.cost == ex.cost
+            assert r.evaluation.footprint + r.evaluation.staging == ex.footprint + ex.staging
+
+
+def test_table_front_matches_evaluator():
+    """Every point of a candidate table's front is what planner.cost.evaluate says of its tiles
+    and buffering (cycles, bytes, aligned bytes)."""
+    for g, node in (_linear_graph(20, 12, 16), _mhsa_graph(6, 4, 2, 2)):
+        ctx, params = _ctx(g)
+        for v in describe(ctx, node).variants:
+            t = build_table(params, prune_candidates(v, params.cores), align=4)
+            assert t is not None and len(t) >= 1
+            for i in range(len(t)):
+                tiles, double = t.row(i)
+                ev = evaluate(params, t.variant, tiles, double)
+                al = sum(-(-b.tile_bytes // 4) * 4 * b.copies for b in ev.buffers if b.present
+                         and b.access != "inplace" and (b.access == "dma" or b.kind in ("local", "scratch")))
+                assert (ev.cost, ev.footprint + ev.staging, al) == (t.cost[i], t.nbytes[i], t.aligned[i])
+
+
+def test_pareto_front_exact():
+    """_pareto against brute-force dominance on random rows (ties: the first row is kept)."""
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        n = int(rng.integers(1, 40))
+        c, nb, al = (rng.integers(0, 5, n) for _ in range(3))
+        front = set(_pareto(c, nb, al).tolist())
+        brute = {i for i in range(n) if not any(
+            j != i and (c[j], nb[j]) <= (c[i], nb[i]) and al[j] <= al[i]
+            and ((c[j], nb[j], al[j]) != (c[i], nb[i], al[i]) or j < i) for j in range(n))}
+        assert front == brute
 
 
 def test_cpsat_equals_exhaustive_single_core_k_split():
@@ -79,21 +132,23 @@ def test_cpsat_equals_exhaustive_single_core_k_split():
     g, node = _linear_graph(6, 8, 24)
     ctx, params = _ctx(g, "stm32h7")
     for v in describe(ctx, node).variants:
-        r = solve_variant(params, v, 150, time_limit=10)
-        ex = exhaustive(params, v, 150)
-        assert r is not None and ex is not None
-        assert r.evaluation.cost == ex.cost
-        if r.evaluation.n_tiles["K"] > 1:
-            assert any(b.name == "psum" and b.present for b in r.evaluation.buffers)
+        for solver in (solve_variant, solve_product):
+            r = solver(params, v, 150, time_limit=10)
+            ex = exhaustive(params, v, 150)
+            assert r is not None and ex is not None
+            assert r.evaluation.cost == ex.cost
+            if r.evaluation.n_tiles["K"] > 1:
+                assert any(b.name == "psum" and b.present for b in r.evaluation.buffers)
 
 
+@pytest.mark.parametrize("model", ["table", "product"])
 @pytest.mark.parametrize("softmax", [True, False])
-def test_cpsat_equals_exhaustive_mhsa(softmax):
+def test_cpsat_equals_exhaustive_mhsa(softmax, model):
     g, node = _mhsa_graph(6, 4, 2, 2, softmax)
     ctx, params = _ctx(g)
     for cap in (400, 100000):
         for v in describe(ctx, node).variants:
-            r = solve_variant(params, prune_candidates(v, params.cores), cap, time_limit=10)
+            r = SOLVERS[model](params, prune_candidates(v, params.cores), cap, time_limit=10)
             ex = exhaustive(params, v, cap)
             assert (r is None) == (ex is None), v.label
             if r is not None:

@@ -63,12 +63,20 @@ def _rule(k: KernelInfo, full: dict[str, int], dim: str):
     return ok
 
 
+_CANDIDATES: dict[tuple, tuple[int, ...]] = {}
+
+
 def _dim(ctx: BuildContext, name: str, size: int, k: KernelInfo | None, full: dict[str, int] | None,
          kdim: str | None, tiled: bool = True, dominated: bool = True, minimum: int = 1) -> LoopDim:
     if not tiled or not ctx.tiles_allowed() or size <= 1:
         return LoopDim(name, size, (size,))
-    rule = _rule(k, full, kdim) if (k is not None and kdim is not None) else (lambda t: True)
-    return LoopDim(name, size, candidate_sizes(size, rule, minimum, dominated))
+    ruled = k is not None and kdim is not None
+    key = (k.name, k.isa, tuple(sorted(full.items())), kdim) if ruled else None
+    key = (key, size, minimum, dominated)
+    if key not in _CANDIDATES:  # the kernel rules are probed once per shape (kernel_lib is static)
+        rule = _rule(k, full, kdim) if ruled else (lambda t: True)
+        _CANDIDATES[key] = candidate_sizes(size, rule, minimum, dominated)
+    return LoopDim(name, size, _CANDIDATES[key])
 
 
 def _rq_bytes(node: Node) -> int:
@@ -301,7 +309,10 @@ def mhsa_dft(ctx: BuildContext, node: Node) -> LayerDesc:
     # dims
     dh = LoopDim("h", h, candidate_sizes(h, lambda t: True)) if tiled else LoopDim("h", h, (h,))
     chunk_rule = lambda t: lin.ok({"S": t, "N": p, "K": e}) and nt.ok({"M": t, "N": s, "K": p})  # noqa: E731
-    dx = LoopDim("x", s, candidate_sizes(s, chunk_rule, dominated=False))
+    key = ("mhsa chunk", lin.isa, nt.isa, s, e, p)
+    if key not in _CANDIDATES:
+        _CANDIDATES[key] = candidate_sizes(s, chunk_rule, dominated=False)
+    dx = LoopDim("x", s, _CANDIDATES[key])
     effc = "mhsa_chunk"
     terms = [
         ComputeTerm("kv_proj", lin.efficiency, "mac", "x", lin.split, p, 2 * h * e),
@@ -368,9 +379,143 @@ def mhsa_dft(ctx: BuildContext, node: Node) -> LayerDesc:
     return LayerDesc(node.name, "MHSA", variants, node_macs(g, node))
 
 
+# ----------------------------------------------------------------------- MHSA, FWSA depth-first
+
+
+def _fwsa_rq_buf(name: str, rq, h: int, home: str) -> list[BufferSpec]:
+    """The int32 mul/add vectors of an FWSA requantization ([H,1,n]): per head when they vary per
+    head, else one small block (per-tensor constants live in the layer descriptor)."""
+    if rq is None:
+        return []
+    import numpy as np
+    total = 4 * (int(np.asarray(rq.mul).size) + int(np.asarray(rq.add).size))
+    if total <= 8 * 3:
+        return []
+    if total % h == 0 and np.asarray(rq.mul).size % h == 0 and np.asarray(rq.mul).size >= h:
+        return [BufferSpec(name, None, "weight", ("h",), total // h, total, home, activation=False)]
+    return [BufferSpec(name, None, "weight", (), total, total, home, activation=False)]
+
+
+def mhsa_fwsa_dft(ctx: BuildContext, node: Node) -> LayerDesc:
+    """Depth-first MHSA in the fused-weight (FWSA) form (docs/fwsa.md, "The C FWSA kernel").
+
+    Heads outer (tile of h_t heads: W_f,h [E][E], b_f,h, V_h [S][P] resident), query-row chunks
+    of x rows inner: I* rows = RQ_i(X_rows · W_f,hᵀ + b_f,h) (x × E), [row term r = X_rows ·
+    w_row,h, int32, blocks without softmax], x × S score rows = RQ_s(I* · Xᵀ) against the raw
+    input X -- there is no K projection and no K_h: the key side is X itself, resident in the
+    compute level for the whole node (it is also the residual's input) --, the exact softmax on
+    full rows, · V_h, and the output projection accumulated head by head into the int32 [S][E]
+    accumulator. Variants: the accumulator in the compute level or in L2 (X is always resident).
+    """
+    g = ctx.graph
+    a = node.attrs
+    fw = a["fwsa"]
+    s, e, p, h = a["s"], a["e"], a["p"], a["h"]
+    x, wf, bf, wv, bv, wo, bo = node.inputs[:7]
+    w_row = node.inputs[7] if len(node.inputs) > 7 and node.inputs[7] else None
+    y = node.outputs[0]
+    cores = ctx.cores
+    lin = kernel("linear", ctx.isa)
+    nt = kernel("matmul_nt", ctx.isa)
+    nn = kernel("matmul_nn", ctx.isa)
+    sm_node = a["softmax"]
+    sm = None
+    if sm_node is not None:
+        sm = kernel({"isoftmax": "isoftmax", "itamax": "itamax", "itapartialmax": "ita_partial_max"}
+                    .get(sm_node.attrs.get("kind"), "isoftmax"), ctx.isa)
+    ebx, eby = ctx.eb(x), ctx.eb(y)
+    v_t = a["v"].outputs[0]
+    ev = ctx.eb(v_t)
+    sc_t = a["scores"].outputs[0]
+    esc = ctx.eb(sc_t)
+    pr_b = ctx.eb(sm_node.outputs[0]) if sm_node is not None else esc
+    eo = ctx.eb(a["av"].outputs[0])
+    dh = LoopDim("h", h, candidate_sizes(h, lambda t: True))
+    chunk_rule = lambda t: lin.ok({"S": t, "N": e, "K": e}) and nt.ok({"M": t, "N": s, "K": e})  # noqa: E731
+    key = ("fwsa chunk", lin.isa, nt.isa, s, e)
+    if key not in _CANDIDATES:
+        _CANDIDATES[key] = candidate_sizes(s, chunk_rule, dominated=False)
+    dx = LoopDim("x", s, _CANDIDATES[key])
+    effc = "mhsa_chunk"
+    terms = [
+        ComputeTerm("v_proj", lin.efficiency, "mac", "x", lin.split, p, h * e),
+        ComputeTerm("istar", lin.efficiency, "mac", "x", lin.split, e, h * e),
+        ComputeTerm("scores", effc, "mac", "x", nt.split, s, h * e),
+        ComputeTerm("av", effc, "mac", "x", nn.split, p, h * s),
+        ComputeTerm("o_proj_acc", lin.efficiency, "mac", "x", lin.split, e, h * p),
+        ComputeTerm("writeout", "requant", "elem", None, "rows_else_cols", e, 1, rows_const=s),
+    ]
+    if w_row:
+        terms.insert(2, ComputeTerm("row_term", lin.efficiency, "mac", "x", lin.split, 1, h * e))
+    if sm is not None:
+        terms.insert(len(terms) - 3, ComputeTerm("softmax", sm.efficiency, "elem", "x", sm.split, s, h))
+    home = ctx.default_weight_home
+    wbufs = [_weight(ctx, wf, "wf", ("h",), e * e), _weight(ctx, wv, "wv", ("h",), p * e),
+             _weight(ctx, wo, "wo", ("h",), e * p)]
+    if bf:
+        wbufs.append(_weight(ctx, bf, "bf", ("h",), e * 4))
+    if bv:
+        wbufs.append(_weight(ctx, bv, "bv", ("h",), p * 4))
+    if w_row:
+        wbufs.append(_weight(ctx, w_row, "w_row", ("h",), e))
+    if bo:
+        wbufs.append(_weight(ctx, bo, "bo", (), e * 4))
+    wbufs += _fwsa_rq_buf("rq_i", fw.rq_i, h, home) + _fwsa_rq_buf("rq_s", fw.rq_scores, h, home)
+    wbufs += _fwsa_rq_buf("rq_row", fw.rq_row, h, home)
+    for part in ("v", "av", "o"):
+        wbufs += [BufferSpec(f"rq_{part}", bb.name, bb.kind, bb.dims, bb.unit_bytes, bb.full_bytes,
+                             bb.home, activation=False) for bb in _params_buf(ctx, a[part])]
+    local = [
+        BufferSpec("v_h", v_t, "local", ("h",), s * p * ev),
+        BufferSpec("istar_rows", None, "local", ("x",), e),
+        BufferSpec("score_rows", sc_t, "local", ("x",), s * max(esc, pr_b)),
+        BufferSpec("o_rows", a["av"].outputs[0], "local", ("x",), p * eo),
+    ]
+    if w_row:
+        local.append(BufferSpec("row_term", None, "local", ("x",), 4))
+    mm_scr = max(lin.scratch({"S": 1, "N": p, "K": e}, cores), lin.scratch({"S": 1, "N": e, "K": e}, cores),
+                 nt.scratch({"M": 1, "N": s, "K": e}, cores), nn.scratch({"M": 1, "N": p, "K": s}, cores),
+                 lin.scratch({"S": 1, "N": e, "K": p}, cores))
+    table = tuple((t, max(mm_scr, _row_scratch(sm, sm.desc.dims, t, s, cores) if sm is not None else 0))
+                  for t in dx.candidates)
+    scratch = []
+    if any(b for _, b in table):
+        scratch.append(BufferSpec("scratch", None, "scratch", ("x",), 0, table=table))
+    single = not ctx.tiles_allowed()
+    variants = []
+    for acc_local in ((True,) if single else (True, False)):
+        bufs = list(wbufs)
+        bufs.append(BufferSpec("x", x, "in", (), s * e * ebx, s * e * ebx, ctx.act_home))  # keys: resident
+        bufs += local
+        l2_extra = []
+        if acc_local:
+            bufs.append(BufferSpec("acc", None, "local", (), s * e * 4))
+            bufs.append(BufferSpec("y", y, "out", (), 0, s * e * eby, ctx.act_home, once=True))
+        else:
+            bufs.append(BufferSpec("acc", None, "inout", ("x",), e * 4, s * e * 4, ctx.act_home, passes=2))
+            bufs.append(BufferSpec("y", y, "out", ("x",), 0, s * e * eby, ctx.act_home, once=True))
+            l2_extra.append((f"{node.name}.acc", s * e * 4))
+        bufs += scratch
+        label = f"FWSA, x resident, acc in {ctx.level if acc_local else ctx.act_home}"
+        variants.append(Variant(node.name, "MHSA", "depth-first FWSA MHSA (linear I* = X.W_f^T, "
+                                "matmul_nt against X, softmax, matmul_nn, linear_i32 per chunk)", label,
+                                ctx.level, [dh, dx], bufs, terms, [OverheadTerm(("h", "x"), 2)],
+                                node_macs(g, node), l2_extra=l2_extra,
+                                attrs={"x_resident": True, "acc_local": acc_local, "dft": True,
+                                       "fwsa": True, "rules": {"x": chunk_rule}}))
+    return LayerDesc(node.name, "MHSA", variants, node_macs(g, node))
+
+
+def mhsa(ctx: BuildContext, node: Node) -> LayerDesc:
+    """An MHSA node: its depth-first description in the form it is in (FWSA or standard)."""
+    if node.attrs.get("fwsa") is not None:
+        return mhsa_fwsa_dft(ctx, node)
+    return mhsa_dft(ctx, node)
+
+
 BUILDERS = {
     "Linear": linear, "MatMul": matmul, "Add": rowwise, "RequantShift": rowwise, "Softmax": rowwise,
-    "LayerNorm": rowwise, "GELU": rowwise, "MHSA": mhsa_dft,
+    "LayerNorm": rowwise, "GELU": rowwise, "MHSA": mhsa,
 }
 
 

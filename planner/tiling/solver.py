@@ -1,6 +1,18 @@
 """The ONE generic CP-SAT tiler: any `Variant` in, tile sizes and buffering out.
 
-Encoding (mirrors `planner.cost.evaluate` exactly, in integer units of 1/SCALE cycle):
+Two encodings of the same problem (both mirror `planner.cost.evaluate` exactly, in integer units of
+1/SCALE cycle; tests/test_tiling.py checks both against exhaustive enumeration):
+
+Candidate-table model (`solve_table`, used whenever the choice space has at most
+planner.tiling.table.MAX_ROWS points -- every layer of the examples, peer graphs and the 12-block
+stress model): every tile-size combination and buffering choice is evaluated at once with numpy
+(`planner.tiling.table.build_table`), reduced exactly to its Pareto front over (cycles, bytes),
+aligned footprint and staging bytes; CP-SAT then chooses one front point (one boolean each,
+exactly one) under the capacities (linear constraints), minimizing cycles then bytes. A pure
+assignment with a linear objective: milliseconds, proven optimal, and the front is reused for every
+capacity.
+
+Product model (`solve_product`, larger spaces):
   * per loop dim, boolean selectors over its candidate tile sizes (exactly one); the tile size t,
     the number of tiles n = ceil(D/t), "split" (n >= 2) and every core-split table are linear in
     the selectors (the non-linear ceil is tabulated);
@@ -10,6 +22,7 @@ Encoding (mirrors `planner.cost.evaluate` exactly, in integer units of 1/SCALE c
     the buffer multiplies its traffic: m_j = n_j if active_j else 1 (reified), products again;
   * objective: (1) estimated cycles = max(compute, hidden DMA) + exposed DMA + overhead, then
     (2) with the cycles fixed at the optimum, the footprint (ties broken by memory).
+
 Deterministic: one worker, fixed seed, a deterministic time limit per layer.
 """
 
@@ -18,10 +31,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import prod
 
+import numpy as np
 from ortools.sat.python import cp_model
 
 from planner.cost import CostParams, Evaluation, evaluate, par_sum
 from planner.tiling.desc import Variant
+from planner.tiling.table import Table, build_table
 
 
 TIE_BREAK_LIMIT = 1.0  # deterministic budget of the memory tie-break (cycles are proven first)
@@ -257,19 +272,90 @@ class _E:
 
 
 def solve_variant(params: CostParams, v: Variant, capacity: int, staging_capacity: int | None = None,
-                  time_limit: float = 10.0, seed: int = 0) -> TileResult | None:
-    """Best tiling of one variant under `capacity` bytes of the compute level; None if infeasible.
+                  time_limit: float = 10.0, seed: int = 0, align: int = 1,
+                  table: Table | None = None) -> TileResult | None:
+    """Best tiling of one variant under `capacity` bytes of the compute level (each buffer copy
+    rounded up to `align` bytes, as the memory planner packs them); None if infeasible.
 
-    Phase 1 minimizes the cycles (`optimal` reports whether that optimum is proven); phase 2 keeps
+    The candidate-table model (`solve_table`) when the choice space has at most
+    `planner.tiling.table.MAX_ROWS` points, else the product model (`solve_product`)."""
+    if table is None or table.staging_capacity != staging_capacity or table.align != align:
+        table = build_table(params, v, align, staging_capacity)
+    if table is not None:
+        return solve_table(params, table, capacity, staging_capacity, time_limit, seed)
+    return solve_product(params, v, capacity, staging_capacity, time_limit, seed, align)
+
+
+def solve_table(params: CostParams, table: Table, capacity: int, staging_capacity: int | None = None,
+                time_limit: float = 10.0, seed: int = 0) -> TileResult | None:
+    """CP-SAT on the Pareto front of the variant's tiling choices (planner.tiling.table): one
+    boolean per front point, exactly one chosen, the capacities as linear constraints, the objective
+    estimated cycles (scaled) then bytes, lexicographically. A pure assignment: milliseconds."""
+    v = table.variant
+    assert table.staging_capacity == staging_capacity, "table built for another staging capacity"
+    n = len(table)
+    feasible = table.aligned <= capacity
+    if n == 0 or not feasible.any():
+        return None
+    m = cp_model.CpModel()
+    z = [m.new_bool_var(f"z{i}") for i in range(n)]
+    m.add_exactly_one(z)
+    m.add(cp_model.LinearExpr.weighted_sum(z, table.aligned.tolist()) <= capacity)
+    if staging_capacity is not None and table.staging.any():
+        m.add(cp_model.LinearExpr.weighted_sum(z, table.staging.tolist()) <= staging_capacity)
+    # lexicographic (cycles, bytes) as one integer objective: the front is sorted in objective
+    # order (cycles, then bytes, then aligned bytes) with no two points equal, so point i's
+    # position is its rank -- exact, unique optimum, small coefficients
+    m.minimize(cp_model.LinearExpr.weighted_sum(z, list(range(n))))
+    small = int(np.argmin(np.where(feasible, table.aligned, np.iinfo(np.int64).max)))
+    m.add_hint(z[small], True)  # the smallest footprint: a feasible start, not the optimum
+    solver = _new_solver(time_limit, seed)
+    status = solver.solve(m)
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        if status == cp_model.UNKNOWN:  # time limit before any solution: the smallest footprint
+            pick, proven = small, False
+        else:
+            return None
+    else:
+        pick = next(i for i in range(n) if solver.boolean_value(z[i]))
+        proven = status == cp_model.OPTIMAL
+    tiles, double = table.row(pick)
+    ev = evaluate(params, v, tiles, double)
+    if ev.cost != int(table.cost[pick]):  # the table and the evaluator must agree exactly
+        raise AssertionError(f"tiler table mismatch on {v.layer} ({v.label}): table {table.cost[pick]}, "
+                             f"evaluator {ev.cost} for tiles {tiles}, double {sorted(double)}")
+    return TileResult(v, ev, proven, "optimal" if proven else "feasible (time limit)")
+
+
+def solve_product(params: CostParams, v: Variant, capacity: int, staging_capacity: int | None = None,
+                  time_limit: float = 10.0, seed: int = 0, align: int = 1) -> TileResult | None:
+    """The product model (`_Model`) for choice spaces too large to enumerate. With align > 1 the
+    copies are packed aligned: re-solve with the excess removed when the aligned footprint would
+    not fit (usually no re-solve)."""
+    cap = capacity
+    for _ in range(4):
+        r = _solve_product(params, v, cap, staging_capacity, time_limit, seed)
+        if r is None:
+            return None
+        over = aligned_footprint(r.evaluation, align) - capacity
+        if over <= 0:
+            return r
+        cap -= over
+    return None
+
+
+def aligned_footprint(ev: Evaluation, align: int) -> int:
+    """Compute-level bytes as the memory planner packs them (each copy aligned)."""
+    return sum(-(-b.tile_bytes // align) * align * b.copies for b in ev.buffers
+               if b.present and b.access != "inplace" and (b.access == "dma" or b.kind in ("local", "scratch")))
+
+
+def _solve_product(params: CostParams, v: Variant, capacity: int, staging_capacity: int | None = None,
+                   time_limit: float = 10.0, seed: int = 0) -> TileResult | None:
+    """Phase 1 minimizes the cycles (`optimal` reports whether that optimum is proven); phase 2 keeps
     those cycles and minimizes the bytes (ties broken by memory) within TIE_BREAK_LIMIT."""
     model = _Model(params, v, capacity, staging_capacity)
-    w = capacity + (staging_capacity or 0) + 1
-    cost_ub = _var_ub_int(model.cost)
-    two_phase = True or cost_ub * w >= 2**62  # measured: the weighted form is slower on MHSA
-    if two_phase:
-        model.m.minimize(model.cost)
-    else:
-        model.m.minimize(model.cost * w + model.foot_expr + model.stage_expr)
+    model.m.minimize(model.cost)
     small = {d.name: min(c for c in d.candidates if c >= v.min_tile.get(d.name, 1) or c == d.size)
              for d in v.loops}
     model.hint(small, frozenset())
@@ -285,15 +371,15 @@ def solve_variant(params: CostParams, v: Variant, capacity: int, staging_capacit
     proven = status == cp_model.OPTIMAL
     tiles, double = model.choice(solver)
     best_cost = int(solver.value(model.cost))
-    if two_phase:  # huge costs: cycles first, then bytes at those cycles
-        model.m.clear_objective()
-        model.m.add(model.cost == best_cost)
-        model.hint(tiles, double)
-        model.m.minimize(model.foot_expr + model.stage_expr)
-        solver2 = _new_solver(min(time_limit, TIE_BREAK_LIMIT), seed)
-        status2 = solver2.solve(model.m)
-        if status2 in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            tiles, double = model.choice(solver2)
+    # cycles first, then bytes at those cycles
+    model.m.clear_objective()
+    model.m.add(model.cost == best_cost)
+    model.hint(tiles, double)
+    model.m.minimize(model.foot_expr + model.stage_expr)
+    solver2 = _new_solver(min(time_limit, TIE_BREAK_LIMIT), seed)
+    status2 = solver2.solve(model.m)
+    if status2 in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        tiles, double = model.choice(solver2)
     ev = evaluate(params, v, tiles, double)
     if ev.cost != best_cost:  # the encoding and the evaluator must agree exactly
         raise AssertionError(f"tiler model mismatch on {v.layer} ({v.label}): CP-SAT {best_cost}, "
@@ -301,17 +387,11 @@ def solve_variant(params: CostParams, v: Variant, capacity: int, staging_capacit
     return TileResult(v, ev, proven, "optimal" if proven else "feasible (time limit)")
 
 
-def _var_ub_int(var) -> int:
-    dom = var.proto.domain if hasattr(var, "proto") else None
-    if dom:
-        return int(dom[-1])
-    return int(str(var.Proto().domain[-1])) if hasattr(var, "Proto") else 2**40
-
-
 def exhaustive(params: CostParams, v: Variant, capacity: int, staging_capacity: int | None = None,
-               all_sizes: bool = True) -> Evaluation | None:
-    """Reference: every tile size 1..D of every dim (or the candidates) and every buffering choice;
-    the lowest (cost, footprint) that fits. For tests on small layers."""
+               all_sizes: bool = True, align: int = 1) -> Evaluation | None:
+    """Reference: every tile size 1..D of every dim (or the candidates) and every buffering choice,
+    one `evaluate` each; the lowest (cost, footprint) that fits (footprint with every copy rounded
+    up to `align`). For tests on small layers."""
     from itertools import product as iproduct
 
     from planner.cost import double_bufferable
@@ -337,7 +417,7 @@ def exhaustive(params: CostParams, v: Variant, capacity: int, staging_capacity: 
         for mask in range(1 << len(dbl)):
             double = frozenset(b for i, b in enumerate(dbl) if mask >> i & 1)
             ev = evaluate(params, v, tiles, double)
-            if ev.footprint > capacity:
+            if aligned_footprint(ev, align) > capacity:
                 continue
             if staging_capacity is not None and ev.staging > staging_capacity:
                 continue
