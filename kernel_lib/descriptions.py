@@ -776,3 +776,44 @@ def check(name: str, dims: Dims, isa: str = "generic") -> list[str]:
 
 def as_json() -> dict:
     return {k: v.to_dict() for k, v in KERNELS.items()}
+
+
+# ------------------------------------------------------------------------------------------
+# additions read by the tiler (planner/tiling): cost keys and the MHSA buffer parts
+# ------------------------------------------------------------------------------------------
+
+# kernel description name -> the hardware model's `kernel_efficiency` key that prices it
+# (hw_models/*.json: MAC/cycle for "linear", "matmul", "mhsa_chunk"; cycles/element otherwise).
+# The depth-first MHSA kernels price their MACs (scores, ·V, fused output projection, FWSA I*) at
+# "mhsa_chunk"; kl_softmax_rows (the table softmax they run inside) at "softmax".
+COST_KEYS: dict[str, str] = {
+    "linear": "linear", "linear_finalize": "requant", "requant": "requant",
+    "matmul_nt": "matmul", "matmul_nn": "matmul", "bmatmul": "matmul", "transpose8": "requant",
+    "isoftmax": "softmax", "itamax": "softmax", "ita_partial_max": "softmax",
+    "softmax_rows": "softmax", "ilayernorm": "layernorm", "igelu": "gelu", "add_rq": "add",
+    "mhsa_chunk": "mhsa_chunk", "mhsa_block": "mhsa_chunk",
+}
+
+
+def cost_key(name: str) -> str:
+    """The hardware model kernel_efficiency key of kernel `name`."""
+    get(name)
+    try:
+        return COST_KEYS[name]
+    except KeyError:
+        raise KeyError(f"kernel {name!r} has no cost key (COST_KEYS)") from None
+
+
+def softmax_lut_bytes(d: Dims) -> int:
+    """Bytes of the softmax table (kl_softmax_lut, int32 x 256) the MHSA kernels and
+    kl_softmax_rows use for `d["softmax"]` (KL_SM_*): SM_LUT_BYTES for iSoftmax / ITAMax, else 0.
+    Passed as kl_softmax_t.lut (a model constant, flag lut_given = 1) it is not in the scratch."""
+    return SM_LUT_BYTES if d.get("softmax", 1) in (1, 2) else 0
+
+
+def mhsa_kv_bytes(d: Dims) -> dict[str, int]:
+    """Per head, the resident K/V operands of kl_mhsa_chunk as kl_mhsa_block lays them out in its
+    scratch (one copy): {"k_h": A8(S*P) K_h [S][P] (standard form; 0 for FWSA, the keys are X),
+    "v_h": A8(P*S) V_h^T [P][S] (v_trans = 1)}. Their sum is the `kv` term of mhsa_block_scratch."""
+    S, P = d["S"], d["P"]
+    return {"k_h": 0 if d.get("fwsa", 0) else _a8(S * P), "v_h": _a8(P * S)}

@@ -224,8 +224,9 @@ def latency_ms(cycles: int, frequency_hz: int) -> float:
 
 # Stated uncertainty of a cycle estimate, relative, by the status of the hardware-model figures it
 # rests on: a figure marked "assumed" in hw_models/*.json (kernel efficiencies estimated from kernel
-# families, DMA figures from peak rates) is taken to be good to +-25%; a calibrated one (from a
-# datasheet or measured instruction counts) to +-5%. Used where two estimates are compared and the
+# families or derived from QEMU instruction counts through the assumed insn_to_cycle, DMA figures
+# from peak rates) is taken to be good to +-25%; a calibrated one (datasheet, cycles measured on the
+# device) to +-5%. Used where two estimates are compared and the
 # comparison decides (the --dft auto rule, docs/plan-format.md): differences inside the band are not
 # taken as evidence.
 UNCERTAINTY_ASSUMED = 0.25
@@ -247,12 +248,22 @@ def hw_fields(params: CostParams, v: Variant) -> set[str]:
     return fields
 
 
+def source_is_assumed(src: str | None) -> bool:
+    """A `_source` string that does not make its figure calibrated: missing, "assumed...", or a
+    figure derived from a measurement through an assumed factor ("derived: QEMU instruction count
+    ... / insn_to_cycle (assumed)": the Cortex-M kernel efficiencies, which rest on the assumed
+    insn_to_cycle). Only a source free of "assumed" (datasheet, "measured: ...") is calibrated."""
+    if src is None:
+        return True
+    s = src.strip().lower()
+    return s.startswith("assumed") or (s.startswith("derived") and "assumed" in s)
+
+
 def estimate_uncertainty(hw: HardwareModel, fields: set[str]) -> float:
-    """UNCERTAINTY_ASSUMED when any of `fields` is assumed (or has no source), else
-    UNCERTAINTY_CALIBRATED."""
+    """UNCERTAINTY_ASSUMED when any of `fields` is assumed (or has no source, or is derived
+    through an assumed factor: `source_is_assumed`), else UNCERTAINTY_CALIBRATED."""
     sources = hw.sources
     for f in fields:
-        src = sources.get(f)
-        if src is None or src.lower().startswith("assumed"):
+        if source_is_assumed(sources.get(f)):
             return UNCERTAINTY_ASSUMED
     return UNCERTAINTY_CALIBRATED

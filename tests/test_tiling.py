@@ -191,3 +191,67 @@ def test_evaluate_counts_reloads():
     w = next(b for b in ev.buffers if b.name == "w")
     assert x.traffic == 2 * 16 * 8  # X re-read for each of the 2 column tiles
     assert w.loads == 2 and w.traffic == 64
+
+
+@pytest.mark.parametrize("hw_name", ["gap9", "stm32h7", "stm32l4"])
+@pytest.mark.parametrize("softmax", [True, False])
+def test_mhsa_buffers_from_kernel_description(hw_name, softmax):
+    """The depth-first MHSA's kernel buffers are kl_mhsa_chunk's (kernel_lib/descriptions.py):
+    scratch = max(projection scratch, the chunk kernel's scratch on min(x, cores) cores), K_h and
+    V_h^T as kl_mhsa_block lays them out, the softmax table as a constant, the chunk MACs from the
+    description's cost and priced at its cost key; no score / O_h row buffers of the tiler's own."""
+    from kernel_lib import descriptions as kd
+    from planner.tiling.kernels import isa_path
+
+    s, e, p, h = 13, 8, 4, 2
+    g, node = _mhsa_graph(s, e, p, h, softmax)
+    ctx, params = _ctx(g, hw_name)
+    isa, cores = isa_path(ctx.isa), params.cores
+    kind = kd.SOFTMAX_KINDS["isoftmax"] if softmax else 0
+    dims = {"S": s, "D": p, "P": p, "E_out": e, "softmax": kind, "lut_given": 1, "fused_out": 1}
+    for v in describe(ctx, node).variants:
+        bufs = {b.name: b for b in v.buffers}
+        assert not {"score_rows", "o_rows"} & set(bufs)
+        kv = kd.mhsa_kv_bytes({"S": s, "P": p})
+        assert (bufs["k_h"].unit_bytes, bufs["v_h"].unit_bytes) == (kv["k_h"], kv["v_h"])
+        proj = kd.get("linear").scratch_bytes({"S": s, "N": p, "K": e}, cores, isa)
+        want = {t: max(proj, kd.get("mhsa_chunk").scratch_bytes({**dims, "rows": t}, min(t, cores), isa))
+                for t in v.dim("x").candidates}
+        got = dict(bufs["scratch"].table) if "scratch" in bufs else {t: 0 for t in want}
+        assert got == want
+        assert ("softmax_lut" in bufs) == softmax
+        if softmax:
+            assert bufs["softmax_lut"].unit_bytes == kd.softmax_lut_bytes(dims) > 0
+            assert not bufs["softmax_lut"].activation
+        (chunk,) = [t for t in v.compute if t.label == "mhsa_chunk"]
+        assert chunk.kernel == kd.cost_key("mhsa_chunk")
+        assert chunk.other == h * kd.get("mhsa_chunk").cost({**dims, "rows": 1})
+        if softmax:
+            (sm,) = [t for t in v.compute if t.label == "softmax"]
+            assert sm.kernel == kd.cost_key("softmax_rows")
+        assert bufs["acc"].unit_bytes in (4 * e, 4 * s * e)  # int32 (mhsa_block operand acc)
+
+
+def test_every_kernel_has_a_cost_key():
+    from kernel_lib import descriptions as kd
+    from planner.hw import ELEMENTWISE_KERNELS, MAC_KERNELS
+
+    for name, desc in kd.KERNELS.items():
+        key = kd.cost_key(name)
+        assert key in (MAC_KERNELS if desc.cost_unit == "MAC" else ELEMENTWISE_KERNELS), name
+
+
+def test_derived_efficiencies_count_as_assumed():
+    """Kernel efficiencies derived from QEMU instruction counts rest on the assumed insn_to_cycle:
+    the cost model keeps the assumed uncertainty for them (planner.cost.source_is_assumed)."""
+    from planner.cost import (UNCERTAINTY_ASSUMED, UNCERTAINTY_CALIBRATED, estimate_uncertainty,
+                              source_is_assumed)
+
+    assert source_is_assumed(None) and source_is_assumed("assumed: x")
+    assert source_is_assumed("derived: QEMU instruction count / insn_to_cycle (assumed)")
+    assert not source_is_assumed("measured: cycles on the board")
+    assert not source_is_assumed("RM0433 memory map")
+    for name in ("stm32h7", "stm32l4", "gap9"):
+        hw = load_hw_model(name)
+        assert estimate_uncertainty(hw, {"kernel_efficiency.linear"}) == UNCERTAINTY_ASSUMED
+        assert estimate_uncertainty(hw, {"cores"}) == UNCERTAINTY_CALIBRATED

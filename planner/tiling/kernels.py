@@ -1,9 +1,9 @@
 """The tiler's view of a C kernel, read from kernel_lib/descriptions.py (the single source of truth
 shared with codegen): C function, loop dims, core split, scratch bytes, rules, cost unit.
 
-Only two facts are kept here because the description does not carry them (asked of the kernel
-engineer): which `kernel_efficiency` key of the hardware model prices the kernel, and, for the
-depth-first MHSA, the chunk kernels price at `mhsa_chunk`.
+Which `kernel_efficiency` key of the hardware model prices a kernel is read from the description
+too (`kernel_lib.descriptions.COST_KEYS`; the depth-first MHSA kernels price at `mhsa_chunk`,
+`softmax_rows` at `softmax`).
 """
 
 from __future__ import annotations
@@ -16,13 +16,9 @@ from kernel_lib import descriptions as kd
 
 from planner.errors import PlannerError
 
-# kernel_lib description name -> hardware model kernel_efficiency key
-EFFICIENCY_KEY = {
-    "linear": "linear", "linear_finalize": "requant", "requant": "requant",
-    "matmul_nt": "matmul", "matmul_nn": "matmul", "bmatmul": "matmul", "transpose8": "requant",
-    "isoftmax": "softmax", "itamax": "softmax", "ita_partial_max": "softmax",
-    "ilayernorm": "layernorm", "igelu": "gelu", "add_rq": "add",
-}
+# kernel_lib description name -> hardware model kernel_efficiency key (kept as a name for
+# callers; the mapping lives in kernel_lib/descriptions.py)
+EFFICIENCY_KEY = kd.COST_KEYS
 
 
 def isa_path(hw_isa: str) -> str:
@@ -113,4 +109,4 @@ def kernel(name: str, hw_isa: str) -> KernelInfo:
         raise PlannerError(f"kernel library has no description of '{name}': {exc}") from None
     split, rows, cols = _split_mode(desc)
     unit = "mac" if desc.cost_unit.upper() == "MAC" else "elem"
-    return KernelInfo(name, desc, isa_path(hw_isa), split, rows, cols, EFFICIENCY_KEY[name], unit)
+    return KernelInfo(name, desc, isa_path(hw_isa), split, rows, cols, kd.cost_key(name), unit)

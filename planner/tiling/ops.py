@@ -271,14 +271,105 @@ def untiled(ctx: BuildContext, node: Node) -> LayerDesc:
     return LayerDesc(node.name, node.op, [v], macs, untiled_reason=f"{node.op} is not yet tiled")
 
 
+# ------------------------------------------------------- MHSA: the chunk kernel's view (kernel_lib)
+
+
+_DTYPE_B = {"int8": 1, "uint8": 1, "8bit": 1, "int8|uint8": 1, "uint8|int8": 1, "int32": 4}
+
+
+def _operand_bytes(k: KernelInfo, name: str) -> int:
+    """Bytes per element of operand `name` of a kernel description."""
+    return _DTYPE_B[next(o for o in k.desc.operands if o.name == name).dtype]
+
+
+@dataclass
+class _Chunk:
+    """What the depth-first MHSA step needs from kernel_lib/descriptions.py: kl_mhsa_chunk (mode,
+    rules, scratch by chunk size, MACs per query row), the resident K_h / V_h^T of one head
+    (mhsa_kv_bytes, as kl_mhsa_block lays them out), the softmax table (a model constant passed
+    as kl_softmax_t.lut), the int32 accumulator (mhsa_block operand `acc`)."""
+
+    k: KernelInfo
+    sm: KernelInfo
+    dims: dict                      # chunk kernel dims and flags (rows = 1)
+    kv: dict                        # {"k_h": bytes, "v_h": bytes} per head
+    lut: int                        # softmax table bytes (weight), 0 when none
+    acc_b: int                      # bytes per accumulator element
+    macs_row: int                   # kernel MACs per query row and head
+
+    def at(self, rows: int) -> dict:
+        d = dict(self.dims)
+        d["rows"] = rows
+        return d
+
+    def ok(self, rows: int) -> bool:
+        return self.k.ok(self.at(rows))
+
+    def scratch(self, rows: int, cores: int) -> int:
+        """Total scratch of a call on `rows` query rows: the kernel splits the rows, cores beyond
+        them idle, so it is called with min(rows, cores) cores (the per-core part does not depend
+        on the rows)."""
+        return self.k.scratch(self.at(rows), min(rows, cores))
+
+
+def _mhsa_chunk(ctx: BuildContext, s: int, d: int, p: int, e_out: int, sm_node, fwsa: bool,
+                row_term: bool) -> _Chunk:
+    from kernel_lib import descriptions as kd
+
+    k = kernel("mhsa_chunk", ctx.isa)
+    kind = 0 if sm_node is None else kd.SOFTMAX_KINDS[sm_node.attrs.get("kind", "isoftmax")]
+    dims = {"rows": 1, "S": s, "D": d, "P": p, "E_out": e_out, "fwsa": int(fwsa),
+            "row_term": int(row_term), "softmax": kind, "lut_given": 1, "fused_out": 1}
+    lut = kd.softmax_lut_bytes(dims)
+    return _Chunk(k, kernel("softmax_rows", ctx.isa), dims,
+                  kd.mhsa_kv_bytes({"S": s, "P": p, "fwsa": int(fwsa)}), lut,
+                  _operand_bytes(kernel("mhsa_block", ctx.isa), "acc"), k.desc.cost(dims))
+
+
+def _chunk_candidates(key: tuple, s: int, rule) -> tuple[int, ...]:
+    if key not in _CANDIDATES:
+        _CANDIDATES[key] = candidate_sizes(s, rule, dominated=False)
+    return _CANDIDATES[key]
+
+
+def _chunk_scratch(ch: _Chunk, candidates, proj_scratch: int, cores: int) -> list[BufferSpec]:
+    """One scratch buffer shared by the step's kernels (projections by kl_linear, then
+    kl_mhsa_chunk), by chunk size."""
+    table = tuple((t, max(proj_scratch, ch.scratch(t, cores))) for t in candidates)
+    if not any(b for _, b in table):
+        return []
+    return [BufferSpec("scratch", None, "scratch", ("x",), 0, table=table)]
+
+
+def _chunk_terms(ch: _Chunk, h: int, s: int) -> list[ComputeTerm]:
+    """kl_mhsa_chunk per chunk and head: its MACs (desc cost: scores, ·V, fused output
+    projection, FWSA I*) at its cost key, and the table softmax inside it at softmax_rows'."""
+    terms = [ComputeTerm("mhsa_chunk", ch.k.efficiency, "mac", "x", ch.k.split, 1, h * ch.macs_row)]
+    if ch.dims["row_term"]:  # FWSA row term X_rows . w_row (not in the description's MAC count)
+        terms.append(ComputeTerm("row_term", ch.k.efficiency, "mac", "x", ch.k.split, 1, h * ch.dims["D"]))
+    if ch.dims["softmax"]:
+        terms.append(ComputeTerm("softmax", ch.sm.efficiency, "elem", "x", ch.sm.split, s, h))
+    return terms
+
+
+def _lut_buf(ctx: BuildContext, ch: _Chunk) -> list[BufferSpec]:
+    if not ch.lut:
+        return []
+    return [BufferSpec("softmax_lut", None, "weight", (), ch.lut, ch.lut, ctx.default_weight_home,
+                       activation=False)]
+
+
+
 # --------------------------------------------------------------------------- MHSA, depth-first
 
 
 def mhsa_dft(ctx: BuildContext, node: Node) -> LayerDesc:
-    """Depth-first MHSA: heads outer (tile h_t heads, K_h/V_h resident), query-row chunks of x rows
-    inner (Q rows, x×S score rows with the exact integer softmax on full rows, O rows), output
-    projection accumulated head by head into an int32 [S][E] accumulator (exact). The H×S×S map
-    and the outputs of all heads never exist.
+    """Depth-first MHSA: heads outer (tile h_t heads, K_h [S][P] and V_hᵀ [P][S] resident, projected
+    by kl_linear), query-row chunks of x rows inner: Q_h rows by kl_linear (q_rows, x × P), then
+    kl_mhsa_chunk (scores, the exact table softmax on full rows, ·V, the output projection fused
+    and accumulated head by head into an int32 [S][E] accumulator). The H×S×S map and the outputs
+    of all heads never exist. Scratch, rules and MACs of the chunk step are kl_mhsa_chunk's
+    (kernel_lib/descriptions.py: groups of 6 rows per core, independent of x).
 
     Variants: the layer input x resident in the compute level or streamed by row chunks; the
     accumulator resident in the compute level or kept in L2 and streamed by row chunks.
@@ -291,39 +382,22 @@ def mhsa_dft(ctx: BuildContext, node: Node) -> LayerDesc:
     y = node.outputs[0]
     cores = ctx.cores
     lin = kernel("linear", ctx.isa)
-    nt = kernel("matmul_nt", ctx.isa)
-    nn = kernel("matmul_nn", ctx.isa)
     sm_node = a["softmax"]
-    sm = None
-    if sm_node is not None:
-        sm = kernel({"isoftmax": "isoftmax", "itamax": "itamax", "itapartialmax": "ita_partial_max"}
-                    .get(sm_node.attrs.get("kind"), "isoftmax"), ctx.isa)
+    ch = _mhsa_chunk(ctx, s, p, p, e, sm_node, False, False)
     ebx, eby = ctx.eb(x), ctx.eb(y)
     q_t, k_t, v_t = a["q"].outputs[0], a["k"].outputs[0], a["v"].outputs[0]
-    eq, ek, ev = ctx.eb(q_t), ctx.eb(k_t), ctx.eb(v_t)
-    sc_t = a["scores"].outputs[0]
-    esc = ctx.eb(sc_t)
-    pr_b = ctx.eb(sm_node.outputs[0]) if sm_node is not None else esc
-    eo = ctx.eb(a["av"].outputs[0])
-    tiled = ctx.tiles_allowed() or True  # the DFT tiles its own working set even without L1
+    eq = ctx.eb(q_t)
     # dims
-    dh = LoopDim("h", h, candidate_sizes(h, lambda t: True)) if tiled else LoopDim("h", h, (h,))
-    chunk_rule = lambda t: lin.ok({"S": t, "N": p, "K": e}) and nt.ok({"M": t, "N": s, "K": p})  # noqa: E731
-    key = ("mhsa chunk", lin.isa, nt.isa, s, e, p)
-    if key not in _CANDIDATES:
-        _CANDIDATES[key] = candidate_sizes(s, chunk_rule, dominated=False)
-    dx = LoopDim("x", s, _CANDIDATES[key])
-    effc = "mhsa_chunk"
+    dh = LoopDim("h", h, candidate_sizes(h, lambda t: True))
+    chunk_rule = lambda t: lin.ok({"S": t, "N": p, "K": e}) and ch.ok(t)  # noqa: E731
+    dx = LoopDim("x", s, _chunk_candidates(("mhsa chunk", ch.k.isa, tuple(sorted(ch.dims.items()))), s,
+                                           chunk_rule))
     terms = [
         ComputeTerm("kv_proj", lin.efficiency, "mac", "x", lin.split, p, 2 * h * e),
         ComputeTerm("q_proj", lin.efficiency, "mac", "x", lin.split, p, h * e),
-        ComputeTerm("scores", effc, "mac", "x", nt.split, s, h * p),
-        ComputeTerm("av", effc, "mac", "x", nn.split, p, h * s),
-        ComputeTerm("o_proj_acc", lin.efficiency, "mac", "x", lin.split, e, h * p),
+        *_chunk_terms(ch, h, s),
         ComputeTerm("writeout", "requant", "elem", None, "rows_else_cols", e, 1, rows_const=s),
     ]
-    if sm is not None:
-        terms.insert(3, ComputeTerm("softmax", sm.efficiency, "elem", "x", sm.split, s, h))
     wbufs = [_weight(ctx, wq, "wq", ("h",), p * e), _weight(ctx, wk, "wk", ("h",), p * e),
              _weight(ctx, wv, "wv", ("h",), p * e), _weight(ctx, wo, "wo", ("h",), e * p)]
     for nm, t in (("bq", bq), ("bk", bk), ("bv", bv)):
@@ -334,21 +408,16 @@ def mhsa_dft(ctx: BuildContext, node: Node) -> LayerDesc:
     for part in ("q", "k", "v", "scores", "av", "o"):
         wbufs += [BufferSpec(f"rq_{part}", bb.name, bb.kind, bb.dims, bb.unit_bytes, bb.full_bytes,
                              bb.home, activation=False) for bb in _params_buf(ctx, a[part])]
+    wbufs += _lut_buf(ctx, ch)
     local = [
-        BufferSpec("k_h", k_t, "local", ("h",), s * p * ek),
-        BufferSpec("v_h", v_t, "local", ("h",), s * p * ev),
+        BufferSpec("k_h", k_t, "local", ("h",), ch.kv["k_h"]),
+        BufferSpec("v_h", v_t, "local", ("h",), ch.kv["v_h"]),
         BufferSpec("q_rows", q_t, "local", ("x",), p * eq),
-        BufferSpec("score_rows", sc_t, "local", ("x",), s * max(esc, pr_b)),
-        BufferSpec("o_rows", a["av"].outputs[0], "local", ("x",), p * eo),
     ]
-    mm_scr = max(lin.scratch({"S": 1, "N": p, "K": e}, cores), nt.scratch({"M": 1, "N": s, "K": p}, cores),
-                 nn.scratch({"M": 1, "N": p, "K": s}, cores), lin.scratch({"S": 1, "N": e, "K": p}, cores))
-    # one scratch buffer shared by the chunk kernels; the row-split softmax runs on min(x, cores)
-    table = tuple((t, max(mm_scr, _row_scratch(sm, sm.desc.dims, t, s, cores) if sm is not None else 0))
-                  for t in dx.candidates)
-    scratch = []
-    if any(b for _, b in table):
-        scratch.append(BufferSpec("scratch", None, "scratch", ("x",), 0, table=table))
+    # the projections (kl_linear, K = E) share the chunk kernel's scratch buffer
+    proj = max(lin.scratch({"S": 1, "N": p, "K": e}, cores), lin.scratch({"S": s, "N": p, "K": e}, cores))
+    scratch = _chunk_scratch(ch, dx.candidates, proj, cores)
+    acc_b = ch.acc_b
     variants = []
     single = not ctx.tiles_allowed()  # compute level is the activations' home (no L1)
     for x_res in ((True,) if single else (True, False)):
@@ -361,21 +430,22 @@ def mhsa_dft(ctx: BuildContext, node: Node) -> LayerDesc:
             bufs += local
             l2_extra = []
             if acc_local:
-                bufs.append(BufferSpec("acc", None, "local", (), s * e * 4))
+                bufs.append(BufferSpec("acc", None, "local", (), s * e * acc_b))
                 # the output is requantized in place in the accumulator and written once
                 bufs.append(BufferSpec("y", y, "out", (), 0, s * e * eby, ctx.act_home, once=True))
             else:  # accumulator in L2, rows loaded and stored per chunk and head tile
-                bufs.append(BufferSpec("acc", None, "inout", ("x",), e * 4, s * e * 4, ctx.act_home, passes=2))
+                bufs.append(BufferSpec("acc", None, "inout", ("x",), e * acc_b, s * e * acc_b, ctx.act_home,
+                                       passes=2))
                 bufs.append(BufferSpec("y", y, "out", ("x",), 0, s * e * eby, ctx.act_home, once=True))
-                l2_extra.append((f"{node.name}.acc", s * e * 4))
+                l2_extra.append((f"{node.name}.acc", s * e * acc_b))
             bufs += scratch
             label = f"x {'resident' if x_res else 'streamed'}, acc {'in ' + ctx.level if acc_local else 'in ' + ctx.act_home}"
-            variants.append(Variant(node.name, "MHSA", "depth-first MHSA (linear, matmul_nt, softmax, "
-                                    "matmul_nn, linear_i32 per chunk)", label, ctx.level, [dh, dx], bufs,
+            variants.append(Variant(node.name, "MHSA", "depth-first MHSA (kl_linear K/V/Q projections, "
+                                    "kl_mhsa_chunk per chunk)", label, ctx.level, [dh, dx], bufs,
                                     terms, [OverheadTerm(("h", "x"), 2)], node_macs(g, node),
                                     l2_extra=l2_extra,
                                     attrs={"x_resident": x_res, "acc_local": acc_local, "dft": True,
-                                           "rules": {"x": chunk_rule}}))
+                                           "kernel": ch.k.name, "rules": {"x": chunk_rule}}))
     return LayerDesc(node.name, "MHSA", variants, node_macs(g, node))
 
 
@@ -399,13 +469,19 @@ def _fwsa_rq_buf(name: str, rq, h: int, home: str) -> list[BufferSpec]:
 def mhsa_fwsa_dft(ctx: BuildContext, node: Node) -> LayerDesc:
     """Depth-first MHSA in the fused-weight (FWSA) form (docs/fwsa.md, "The C FWSA kernel").
 
-    Heads outer (tile of h_t heads: W_f,h [E][E], b_f,h, V_h [S][P] resident), query-row chunks
-    of x rows inner: I* rows = RQ_i(X_rows · W_f,hᵀ + b_f,h) (x × E), [row term r = X_rows ·
-    w_row,h, int32, blocks without softmax], x × S score rows = RQ_s(I* · Xᵀ) against the raw
-    input X -- there is no K projection and no K_h: the key side is X itself, resident in the
-    compute level for the whole node (it is also the residual's input) --, the exact softmax on
-    full rows, · V_h, and the output projection accumulated head by head into the int32 [S][E]
-    accumulator. Variants: the accumulator in the compute level or in L2 (X is always resident).
+    Heads outer (tile of h_t heads: W_f,h [E][E], b_f,h, V_hᵀ [P][S] resident), query-row chunks
+    of x rows inner, the keys being the raw input X itself -- there is no K projection and no
+    K_h: X is resident in the compute level for the whole node (it is also the residual's
+    input). Per chunk and head, kl_mhsa_chunk (kernel_lib/descriptions.py):
+
+    * without a row term: I* rows = RQ_i(X_rows · W_f,hᵀ + b_f,h) by kl_linear (istar_rows,
+      x × E), then kl_mhsa_chunk in its standard mode with q = I*, k = X, D = E;
+    * with a row term (blocks without softmax): kl_mhsa_chunk in its FWSA mode (w_f given),
+      which computes I* and r = X_rows · w_row,h per group of 6 rows in its own scratch;
+
+    scores against X, the exact table softmax on full rows, · V_h, and the output projection
+    fused and accumulated head by head into the int32 [S][E] accumulator. Variants: the
+    accumulator in the compute level or in L2 (X is always resident).
     """
     g = ctx.graph
     a = node.attrs
@@ -416,39 +492,20 @@ def mhsa_fwsa_dft(ctx: BuildContext, node: Node) -> LayerDesc:
     y = node.outputs[0]
     cores = ctx.cores
     lin = kernel("linear", ctx.isa)
-    nt = kernel("matmul_nt", ctx.isa)
-    nn = kernel("matmul_nn", ctx.isa)
     sm_node = a["softmax"]
-    sm = None
-    if sm_node is not None:
-        sm = kernel({"isoftmax": "isoftmax", "itamax": "itamax", "itapartialmax": "ita_partial_max"}
-                    .get(sm_node.attrs.get("kind"), "isoftmax"), ctx.isa)
+    kmode = bool(w_row)  # the kernel's FWSA mode: only it takes the row term
+    ch = _mhsa_chunk(ctx, s, e, p, e, sm_node, kmode, kmode)
     ebx, eby = ctx.eb(x), ctx.eb(y)
     v_t = a["v"].outputs[0]
-    ev = ctx.eb(v_t)
-    sc_t = a["scores"].outputs[0]
-    esc = ctx.eb(sc_t)
-    pr_b = ctx.eb(sm_node.outputs[0]) if sm_node is not None else esc
-    eo = ctx.eb(a["av"].outputs[0])
     dh = LoopDim("h", h, candidate_sizes(h, lambda t: True))
-    chunk_rule = lambda t: lin.ok({"S": t, "N": e, "K": e}) and nt.ok({"M": t, "N": s, "K": e})  # noqa: E731
-    key = ("fwsa chunk", lin.isa, nt.isa, s, e)
-    if key not in _CANDIDATES:
-        _CANDIDATES[key] = candidate_sizes(s, chunk_rule, dominated=False)
-    dx = LoopDim("x", s, _CANDIDATES[key])
-    effc = "mhsa_chunk"
-    terms = [
-        ComputeTerm("v_proj", lin.efficiency, "mac", "x", lin.split, p, h * e),
-        ComputeTerm("istar", lin.efficiency, "mac", "x", lin.split, e, h * e),
-        ComputeTerm("scores", effc, "mac", "x", nt.split, s, h * e),
-        ComputeTerm("av", effc, "mac", "x", nn.split, p, h * s),
-        ComputeTerm("o_proj_acc", lin.efficiency, "mac", "x", lin.split, e, h * p),
-        ComputeTerm("writeout", "requant", "elem", None, "rows_else_cols", e, 1, rows_const=s),
-    ]
-    if w_row:
-        terms.insert(2, ComputeTerm("row_term", lin.efficiency, "mac", "x", lin.split, 1, h * e))
-    if sm is not None:
-        terms.insert(len(terms) - 3, ComputeTerm("softmax", sm.efficiency, "elem", "x", sm.split, s, h))
+    chunk_rule = lambda t: lin.ok({"S": t, "N": e, "K": e}) and ch.ok(t)  # noqa: E731
+    dx = LoopDim("x", s, _chunk_candidates(("fwsa chunk", ch.k.isa, tuple(sorted(ch.dims.items()))), s,
+                                           chunk_rule))
+    terms = [ComputeTerm("v_proj", lin.efficiency, "mac", "x", lin.split, p, h * e)]
+    if not kmode:
+        terms.append(ComputeTerm("istar", lin.efficiency, "mac", "x", lin.split, e, h * e))
+    terms += _chunk_terms(ch, h, s)
+    terms.append(ComputeTerm("writeout", "requant", "elem", None, "rows_else_cols", e, 1, rows_const=s))
     home = ctx.default_weight_home
     wbufs = [_weight(ctx, wf, "wf", ("h",), e * e), _weight(ctx, wv, "wv", ("h",), p * e),
              _weight(ctx, wo, "wo", ("h",), e * p)]
@@ -465,22 +522,13 @@ def mhsa_fwsa_dft(ctx: BuildContext, node: Node) -> LayerDesc:
     for part in ("v", "av", "o"):
         wbufs += [BufferSpec(f"rq_{part}", bb.name, bb.kind, bb.dims, bb.unit_bytes, bb.full_bytes,
                              bb.home, activation=False) for bb in _params_buf(ctx, a[part])]
-    local = [
-        BufferSpec("v_h", v_t, "local", ("h",), s * p * ev),
-        BufferSpec("istar_rows", None, "local", ("x",), e),
-        BufferSpec("score_rows", sc_t, "local", ("x",), s * max(esc, pr_b)),
-        BufferSpec("o_rows", a["av"].outputs[0], "local", ("x",), p * eo),
-    ]
-    if w_row:
-        local.append(BufferSpec("row_term", None, "local", ("x",), 4))
-    mm_scr = max(lin.scratch({"S": 1, "N": p, "K": e}, cores), lin.scratch({"S": 1, "N": e, "K": e}, cores),
-                 nt.scratch({"M": 1, "N": s, "K": e}, cores), nn.scratch({"M": 1, "N": p, "K": s}, cores),
-                 lin.scratch({"S": 1, "N": e, "K": p}, cores))
-    table = tuple((t, max(mm_scr, _row_scratch(sm, sm.desc.dims, t, s, cores) if sm is not None else 0))
-                  for t in dx.candidates)
-    scratch = []
-    if any(b for _, b in table):
-        scratch.append(BufferSpec("scratch", None, "scratch", ("x",), 0, table=table))
+    wbufs += _lut_buf(ctx, ch)
+    local = [BufferSpec("v_h", v_t, "local", ("h",), ch.kv["v_h"])]
+    if not kmode:  # kl_linear's output, the chunk kernel's q input (8 bit)
+        local.append(BufferSpec("istar_rows", None, "local", ("x",), e))
+    proj = max(lin.scratch({"S": 1, "N": e, "K": e}, cores), lin.scratch({"S": s, "N": p, "K": e}, cores))
+    scratch = _chunk_scratch(ch, dx.candidates, proj, cores)
+    acc_b = ch.acc_b
     single = not ctx.tiles_allowed()
     variants = []
     for acc_local in ((True,) if single else (True, False)):
@@ -489,20 +537,22 @@ def mhsa_fwsa_dft(ctx: BuildContext, node: Node) -> LayerDesc:
         bufs += local
         l2_extra = []
         if acc_local:
-            bufs.append(BufferSpec("acc", None, "local", (), s * e * 4))
+            bufs.append(BufferSpec("acc", None, "local", (), s * e * acc_b))
             bufs.append(BufferSpec("y", y, "out", (), 0, s * e * eby, ctx.act_home, once=True))
         else:
-            bufs.append(BufferSpec("acc", None, "inout", ("x",), e * 4, s * e * 4, ctx.act_home, passes=2))
+            bufs.append(BufferSpec("acc", None, "inout", ("x",), e * acc_b, s * e * acc_b, ctx.act_home,
+                                   passes=2))
             bufs.append(BufferSpec("y", y, "out", ("x",), 0, s * e * eby, ctx.act_home, once=True))
-            l2_extra.append((f"{node.name}.acc", s * e * 4))
+            l2_extra.append((f"{node.name}.acc", s * e * acc_b))
         bufs += scratch
         label = f"FWSA, x resident, acc in {ctx.level if acc_local else ctx.act_home}"
-        variants.append(Variant(node.name, "MHSA", "depth-first FWSA MHSA (linear I* = X.W_f^T, "
-                                "matmul_nt against X, softmax, matmul_nn, linear_i32 per chunk)", label,
+        kern = ("depth-first FWSA MHSA (kl_mhsa_chunk FWSA mode: I* and row term in the kernel)" if kmode
+                else "depth-first FWSA MHSA (kl_linear I* = X.W_f^T, kl_mhsa_chunk against X)")
+        variants.append(Variant(node.name, "MHSA", kern, label,
                                 ctx.level, [dh, dx], bufs, terms, [OverheadTerm(("h", "x"), 2)],
                                 node_macs(g, node), l2_extra=l2_extra,
                                 attrs={"x_resident": True, "acc_local": acc_local, "dft": True,
-                                       "fwsa": True, "rules": {"x": chunk_rule}}))
+                                       "fwsa": True, "kernel": ch.k.name, "rules": {"x": chunk_rule}}))
     return LayerDesc(node.name, "MHSA", variants, node_macs(g, node))
 
 
