@@ -608,10 +608,12 @@ def min_memory(ex: Explorer, combo: dict[str, str], l2_config: int, l1_top: int 
             if o.feasible or o.level != "L1":
                 return None
             bound = c + 1  # this layer's fit at L1 is monotone: every smaller L1 fails too
-            # an MHSA block under an auto option has another form (depth-first / layer-by-layer,
-            # fused / unfused) whose smallest footprint may be smaller than the one reported
-            auto_block = o.layer_op == "MHSA" and "auto" in (o.dft, o.fwsa)
-            if o.smallest is not None and not auto_block:
+            # The footprint bound is the reported layer's. For an MHSA node it is the depth-first
+            # node's: only a bound when that form is forced and fused or not is not left to auto
+            # (with --dft off/auto the planner reports the depth-first node when both forms fail,
+            # and the layer-by-layer parts may need less).
+            other_form = o.layer_op == "MHSA" and (o.dft != "on" or o.fwsa == "auto")
+            if o.smallest is not None and not other_form:
                 bound = max(bound, o.smallest + reserve)
             return bound
 
