@@ -25,3 +25,35 @@ def peer_dir():
     if not PEER.is_dir():
         pytest.skip(f"peer test graphs not available: {PEER} is absent (../shared beside the repo)")
     return PEER
+
+
+def assert_harness_cases(cases, outs: dict, errors: list[str], idxs: list[int]) -> None:
+    """Every selected harness case reported no error and wrote exactly its expected bytes."""
+    import numpy as np
+
+    bad = []
+    for i in idxs:
+        c = cases[i]
+        errs = [e for e in errors if e.split()[1] == str(i)]
+        if errs:
+            bad.append(f"case {i} ({c.desc}): {errs}")
+            continue
+        got = outs.get(i)
+        if got != c.expected:
+            if got is None or len(got) != len(c.expected):
+                bad.append(f"case {i} ({c.desc}): output missing or wrong size")
+                continue
+            g8 = np.frombuffer(got, np.uint8)
+            e8 = np.frombuffer(c.expected, np.uint8)
+            pos = np.nonzero(g8 != e8)[0]
+            bad.append(f"case {i} ({c.desc}): {len(pos)} bytes differ, first at byte {pos[0]}: "
+                       f"got {g8[pos[:8]].tolist()} expected {e8[pos[:8]].tolist()}")
+    assert not bad, "\n".join(bad)
+
+
+def example_net(name: str, flavour: str = "int") -> Path:
+    """examples/<name>/<flavour>.onnx, or a skip saying how to build it."""
+    p = EXAMPLES / name / f"{flavour}.onnx"
+    if not p.is_file():
+        pytest.skip(f"example network {p} not built (python examples/build_examples.py)")
+    return p

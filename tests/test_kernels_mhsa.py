@@ -30,6 +30,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from conftest import assert_harness_cases
 import pytest
 
 try:
@@ -692,24 +694,7 @@ def test_mhsa_bit_exact(target_id: str, group: str):
     if group == "block-graph" and not idxs:
         pytest.skip(f"no graph available: {PEER} and {EXAMPLES} absent")
     assert idxs, f"no case for {group}"
-    bad = []
-    for i in idxs:
-        c = cases[i]
-        errs = [e for e in errors if e.split()[1] == str(i)]
-        if errs:
-            bad.append(f"case {i} ({c.desc}): {errs}")
-            continue
-        got = outs.get(i)
-        if got != c.expected:
-            if got is None or len(got) != len(c.expected):
-                bad.append(f"case {i} ({c.desc}): output missing or wrong size")
-                continue
-            g8 = np.frombuffer(got, np.uint8)
-            e8 = np.frombuffer(c.expected, np.uint8)
-            pos = np.nonzero(g8 != e8)[0]
-            bad.append(f"case {i} ({c.desc}): {len(pos)} bytes differ, first at byte {pos[0]}: "
-                       f"got {g8[pos[:8]].tolist()} expected {e8[pos[:8]].tolist()}")
-    assert not bad, "\n".join(bad)
+    assert_harness_cases(cases, outs, errors, idxs)
 
 
 def test_mhsa_block_threads_tsan():

@@ -14,16 +14,8 @@ import pytest
 from planner.cli import main
 from planner.solve import SolveOptions, solve
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "examples"
-PEER = Path(__file__).resolve().parents[2] / "shared" / "peer-tests" / "deeploy"
-
-
-def _example(name: str) -> Path:
-    p = EXAMPLES / name / "int.onnx"
-    if not p.is_file():
-        pytest.skip(f"example network {p} not built (examples/build_examples.py)")
-    return p
+from conftest import EXAMPLES, PEER, REPO as ROOT
+from conftest import example_net as _example
 
 
 @lru_cache(maxsize=None)
