@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from planner.errors import PlannerError, UsageError
+from planner.solve_cli import add_solver_options
 
 
 def register(sub, commands) -> None:
@@ -35,12 +36,7 @@ def register(sub, commands) -> None:
                    help="find the smallest L1 (1 KiB steps) that gives a plan with L2 as configured "
                         "(--l2 when it is one value, else the model's), then the smallest L2 for that "
                         "L1; writes DIR/min_memory.json (one result per --vary combination)")
-    p.add_argument("--cores", type=int, metavar="N", help="cores to use (default: the model's cores)")
-    p.add_argument("--time-limit", type=float, default=10.0, metavar="UNITS",
-                   help="CP-SAT deterministic time limit per layer (default 10)")
-    p.add_argument("--seed", type=int, default=0, help="CP-SAT random seed (default 0)")
-    p.add_argument("--input-shape", action="append", metavar="NAME=1x81x32",
-                   help="static shape of a graph input with dynamic dimensions (repeatable)")
+    add_solver_options(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines and no table")
     commands["explore"] = cmd_explore
 

@@ -33,14 +33,19 @@ def register(sub, commands) -> None:
                         "(default: seeded random inputs)")
     p.add_argument("--l1", type=_bytes_arg, metavar="BYTES", help="what-if L1 size (suffix K = 1024, M)")
     p.add_argument("--l2", type=_bytes_arg, metavar="BYTES", help="what-if L2 size (suffix K = 1024, M)")
+    add_solver_options(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="no summary table")
+    commands["solve"] = cmd_solve
+
+
+def add_solver_options(p: argparse.ArgumentParser) -> None:
+    """Options every planning command shares (solve, explore)."""
     p.add_argument("--cores", type=int, metavar="N", help="cores to use (default: the model's cores)")
     p.add_argument("--time-limit", type=float, default=10.0, metavar="UNITS",
                    help="CP-SAT deterministic time limit per layer (default 10)")
     p.add_argument("--seed", type=int, default=0, help="CP-SAT random seed (default 0)")
     p.add_argument("--input-shape", action="append", metavar="NAME=1x81x32",
                    help="static shape of a graph input with dynamic dimensions (repeatable)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no summary table")
-    commands["solve"] = cmd_solve
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
