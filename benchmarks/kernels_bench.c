@@ -27,36 +27,7 @@ enum {
 };
 
 /* ---------------------------------------------------------------------------------------- */
-static char obuf[256];
-static unsigned olen;
-static void out_flush(void)
-{
-    if (olen)
-        kl_plat_write(obuf, olen);
-    olen = 0;
-}
-static void out_c(char c)
-{
-    if (olen == sizeof obuf)
-        out_flush();
-    obuf[olen++] = c;
-}
-static void out_s(const char *s)
-{
-    while (*s)
-        out_c(*s++);
-}
-static void out_u(uint32_t v)
-{
-    char t[12];
-    int n = 0;
-    do {
-        t[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n)
-        out_c(t[--n]);
-}
+#include "textout.h"
 
 /* ---------------------------------------------------------------------------------------- */
 #ifndef BENCH_ARENA

@@ -40,46 +40,7 @@ static void *h_memcpy(void *d, const void *s, unsigned n)
 #define GUARD 16
 #define GUARD_BYTE 0xA5
 
-static char obuf[512];
-static unsigned olen;
-
-static void out_flush(void)
-{
-    if (olen)
-        kl_plat_write(obuf, olen);
-    olen = 0;
-}
-static void out_c(char c)
-{
-    if (olen == sizeof obuf)
-        out_flush();
-    obuf[olen++] = c;
-}
-static void out_s(const char *s)
-{
-    while (*s)
-        out_c(*s++);
-}
-static void out_u(uint32_t v)
-{
-    char t[12];
-    int n = 0;
-    do {
-        t[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n)
-        out_c(t[--n]);
-}
-static void out_hex(const uint8_t *p, uint32_t n)
-{
-    static const char hx[] = "0123456789abcdef";
-    uint32_t i;
-    for (i = 0; i < n; i++) {
-        out_c(hx[p[i] >> 4]);
-        out_c(hx[p[i] & 15]);
-    }
-}
+#include "textout.h"
 static void err(int32_t ci, const char *msg, uint32_t v)
 {
     out_s("E ");
