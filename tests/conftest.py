@@ -57,3 +57,19 @@ def example_net(name: str, flavour: str = "int") -> Path:
     if not p.is_file():
         pytest.skip(f"example network {p} not built (python examples/build_examples.py)")
     return p
+
+
+def encode_cases(cases) -> "np.ndarray":
+    """The harnesses' test-vector blob: magic, case count, then per case op, params and arrays
+    (byte length, element size, little-endian words)."""
+    import numpy as np
+
+    words: list[np.ndarray] = [np.array([0x56544C4B, len(cases)], np.int64)]
+    for c in cases:
+        words.append(np.array([c.op, len(c.params), *c.params, len(c.arrays)], np.int64))
+        for arr in c.arrays:
+            raw = np.ascontiguousarray(arr).tobytes()
+            pad = (-len(raw)) % 4
+            words.append(np.array([len(raw), arr.dtype.itemsize if arr.size else 1], np.int64))
+            words.append(np.frombuffer(raw + b"\0" * pad, "<i4").astype(np.int64))
+    return np.concatenate(words).astype(np.int32)

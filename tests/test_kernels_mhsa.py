@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import assert_harness_cases
+from conftest import assert_harness_cases, encode_cases as encode
 import pytest
 
 try:
@@ -603,18 +603,6 @@ def _build_cases(isa: str) -> list[Case]:
 # ------------------------------------------------------------------------------------------
 # blob, build, run
 # ------------------------------------------------------------------------------------------
-
-def encode(cases: list[Case]) -> np.ndarray:
-    words: list[np.ndarray] = [np.array([0x56544C4B, len(cases)], np.int64)]
-    for c in cases:
-        words.append(np.array([c.op, len(c.params), *c.params, len(c.arrays)], np.int64))
-        for arr in c.arrays:
-            raw = np.ascontiguousarray(arr).tobytes()
-            pad = (-len(raw)) % 4
-            words.append(np.array([len(raw), arr.dtype.itemsize if arr.size else 1], np.int64))
-            words.append(np.frombuffer(raw + b"\0" * pad, "<i4").astype(np.int64))
-    return np.concatenate(words).astype(np.int32)
-
 
 def write_header(blob: np.ndarray, path: Path) -> None:
     vals = blob.astype(np.int64)
