@@ -165,6 +165,8 @@ _add(KernelDesc(
         "out=8bit,x_dtype=uint8": "kl_linear_u8",
         "out=int32,x_dtype=int8": "kl_linear_s8_i32",
         "out=int32,x_dtype=uint8": "kl_linear_u8_i32",
+        "out=8bit_transposed,x_dtype=int8": "kl_linear_t_s8",
+        "out=8bit_transposed,x_dtype=uint8": "kl_linear_t_u8",
     },
     prototype=(
         "void kl_linear_s8(const int8_t *x, int32_t x_rs, const int8_t *w, int32_t w_rs, "

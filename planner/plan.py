@@ -14,6 +14,12 @@ FORMAT_VERSION = 1
 FLOAT_DIGITS = 4
 
 
+def param_blob_name(layer: str, buffer: str) -> str:
+    """Name of a layer's constant that is not a graph tensor (its requantization vectors, its
+    softmax table) among the memory plan's weights (memory.L2.weights)."""
+    return f"{layer}/{buffer}"
+
+
 @dataclass
 class BufferPlan:
     name: str              # role in the kernel call: x, w, bias, y, psum, k_h, acc, scratch, ...

@@ -18,21 +18,19 @@ from pathlib import Path
 
 import numpy as np
 
+from codegen.abi import runtime_bytes
 from planner.cost import (SCALE, CostParams, Evaluation, estimate_uncertainty, evaluate, hw_fields,
                           latency_ms)
 from planner.errors import PlannerError, UsageError
 from planner.hw import HardwareModel, load_hw_model, with_overrides
 from planner.ir import LAYOUT_OPS, Graph, Node
-from planner.plan import FORMAT_VERSION, BufferPlan, LayerPlan, Plan
+from planner.plan import FORMAT_VERSION, BufferPlan, LayerPlan, Plan, param_blob_name
 from planner.tiling.desc import LayerDesc, Variant, prune_candidates
 from planner.tiling.ops import BuildContext, describe
 from planner.tiling.solver import TileResult, solve_variant
 from planner.tiling.table import Table, build_table
 
 ALIGN = 4
-DESC_BYTES = 32      # runtime: per-layer descriptor (kernel id, argument block pointer, tile counts)
-DMA_DESC_BYTES = 16  # runtime: per DMA'd buffer (src, dst, bytes, stride)
-TILE_TABLE_BYTES = 8  # runtime: per tiled dim (tile size, tile count)
 
 
 @dataclass
@@ -525,11 +523,15 @@ def _l2_figures(ctx: BuildContext, layers: list[_Layer], schedule: list[Node],
             tt = g.tensors.get(t) if t else None
             if tt is not None and tt.is_const and n.op not in LAYOUT_OPS:
                 weights[t] = tt.nbytes
+    # constants that are not graph tensors (requantization vectors, softmax tables) have a home too
+    for l in layers:
+        for spec in l.result.variant.buffers:
+            if spec.kind == "weight" and spec.tensor is None and spec.full_bytes:
+                weights[param_blob_name(l.node.name, spec.name)] = spec.full_bytes
     w_l2 = {k: v for k, v in weights.items() if weight_home.get(k, "L2") == "L2"}
     w_l3 = {k: v for k, v in weights.items() if weight_home.get(k, "L2") == "L3"}
-    runtime_l2 = sum(DESC_BYTES + TILE_TABLE_BYTES * len(l.result.variant.loops)
-                     + DMA_DESC_BYTES * sum(1 for b in l.result.evaluation.buffers if b.access == "dma")
-                     for l in layers)
+    # the generated code's tables (codegen/abi.py): a descriptor per layer and per buffer
+    runtime_l2 = runtime_bytes([sum(1 for b in l.result.evaluation.buffers if b.present) for l in layers])
     bufs = activation_buffers(g, schedule, extra={k: v for k, v in extra.items() if v}, alignment=ALIGN)
     return {"bufs": bufs, "l1_bufs": l1_bufs, "w_l2": w_l2, "w_l3": w_l3,
             "weights_L2": sum(_align(v) for v in w_l2.values()), "runtime_L2": runtime_l2}
@@ -547,7 +549,7 @@ def _memory(ctx: BuildContext, hw: HardwareModel, layers: list[_Layer], schedule
     if ctx.level == "L1":
         l1 = plan_level(f["l1_bufs"], "L1", capacity=hw.levels["L1"].usable,
                         time_limit=min(opts.time_limit, 5.0), seed=opts.seed, step_names=step_names)
-    need = l2.peak + f["weights_L2"] + f["runtime_L2"]
+    need = _align(l2.peak) + f["weights_L2"] + f["runtime_L2"]
     return {"L2": l2, "L1": l1, "weights_L2": f["weights_L2"], "w_l2": f["w_l2"], "w_l3": f["w_l3"],
             "runtime_L2": f["runtime_L2"], "L2_need": need, "buffers_L2": f["bufs"]}
 
@@ -820,7 +822,7 @@ def _assemble(network, hw, hw0, opts, cores, params, graph, pg, schedule, layers
             elif b.access == "none" and b.kind not in ("local", "scratch"):
                 lv = spec.home
                 off = l2_off.get(alias_root_cached(pg, spec.tensor), w_off_l2.get(spec.tensor, 0)) \
-                    if spec.tensor else 0
+                    if spec.tensor else w_off_l2.get(param_blob_name(l.node.name, b.name), 0)
                 nbytes = spec.full_bytes
             else:
                 lv = level
@@ -861,7 +863,7 @@ def _assemble(network, hw, hw0, opts, cores, params, graph, pg, schedule, layers
                           "runtime_note": "DMA command buffers and barrier state are inside the "
                                           "hardware model's L1 reserve (size - usable)"})
         elif key == "L2":
-            entry.update({"peak": l2.peak + mem["weights_L2"] + runtime_l2,
+            entry.update({"peak": runtime_off + runtime_l2,
                           "lower_bound": l2.lower_bound, "optimal": l2.optimal, "solver": l2.solver,
                           "plan_peak": l2.peak,
                           "breakdown": {"activations": l2.peak, "weights": mem["weights_L2"],

@@ -34,6 +34,8 @@ def register(sub, commands) -> None:
     p.add_argument("--l1", type=_bytes_arg, metavar="BYTES", help="what-if L1 size (suffix K = 1024, M)")
     p.add_argument("--l2", type=_bytes_arg, metavar="BYTES", help="what-if L2 size (suffix K = 1024, M)")
     add_solver_options(p)
+    p.add_argument("--no-emit", action="store_true",
+                   help="plan only: do not write the C project (OUT/c/)")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary table")
     commands["solve"] = cmd_solve
 
@@ -66,11 +68,16 @@ def cmd_solve(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         sol.plan.write(out / "plan.json")
         write_report(sol.plan, out / "report.md")
+        emitted = None
+        if not args.no_emit:
+            from codegen.project import emit
+            emitted = emit(sol.plan, sol.graph, out)
     except OSError as exc:
         raise PlannerError(f"cannot write to {out}: {exc}") from None
     if not args.quiet:
         print(console_summary(sol.plan))
-        print(f"\nwrote {out / 'plan.json'} and {out / 'report.md'}")
+        print(f"\nwrote {out / 'plan.json'} and {out / 'report.md'}"
+              + (f", C project in {emitted.root}/" if emitted is not None else ""))
     for w in sol.plan.warnings:
         print(f"planner: warning: {w}")
     return 0

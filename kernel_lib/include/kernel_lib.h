@@ -42,6 +42,15 @@ void kl_linear_u8(const uint8_t *x, int32_t x_rs, const int8_t *w, int32_t w_rs,
                   const int32_t *bias, void *y, int32_t y_rs, int32_t S, int32_t N, int32_t K,
                   const kl_rq_t *rq, void *scratch, int core_id, int n_cores);
 
+/* Transposed output: Y^T[N][S] (row stride y_rs) = RQ(X[S][K] . W[N][K]^T + bias[N]), the rq
+ * indexed as for Y[S][N] (mul_sc per output feature). Split: rows S when S >= n_cores, else N. */
+void kl_linear_t_s8(const int8_t *x, int32_t x_rs, const int8_t *w, int32_t w_rs,
+                    const int32_t *bias, void *y, int32_t y_rs, int32_t S, int32_t N, int32_t K,
+                    const kl_rq_t *rq, void *scratch, int core_id, int n_cores);
+void kl_linear_t_u8(const uint8_t *x, int32_t x_rs, const int8_t *w, int32_t w_rs,
+                    const int32_t *bias, void *y, int32_t y_rs, int32_t S, int32_t N, int32_t K,
+                    const kl_rq_t *rq, void *scratch, int core_id, int n_cores);
+
 /* int32 partial sums for a K split: acc[S][N] (row stride acc_rs) = or += X.W^T (+ bias when
  * bias != NULL: pass the bias with exactly one K chunk). mode: KL_ACC_STORE / KL_ACC_ADD. */
 void kl_linear_s8_i32(const int8_t *x, int32_t x_rs, const int8_t *w, int32_t w_rs,

@@ -116,6 +116,49 @@ void kl_linear_u8_i32(const uint8_t *x, int32_t x_rs, const int8_t *w, int32_t w
                   n_cores);
 }
 
+/* Transposed output: Y^T[n][s] = RQ(X[s] . W[n] + bias[n]), e.g. V_h^T [P][S] of a head (the
+ * layout the depth-first attention kernel reads values in). p = the weight rows, q = the tokens. */
+static void kl_linear_t_any(const void *x, int x_signed, int32_t x_rs, const int8_t *w,
+                            int32_t w_rs, const int32_t *bias, void *y, int32_t y_rs, int32_t S,
+                            int32_t N, int32_t K, const kl_rq_t *rq, void *scratch, int core_id,
+                            int n_cores)
+{
+    kl_gemm_t g;
+    g.p_base = w;
+    g.p_sp = w_rs;
+    g.p_sk = 1;
+    g.p_signed = 1;
+    g.q_base = x;
+    g.q_sq = x_rs;
+    g.q_signed = x_signed;
+    g.K = K;
+    g.out = y;
+    g.o_sp = y_rs;
+    g.o_sq = 1;
+    g.mode = KL_GEMM_RQ8;
+    g.p_corr = bias;
+    g.pc_s = 1;
+    g.q_corr = 0;
+    g.qc_s = 0;
+    kl_set_rq(&g, rq, 1);
+    g.scratch = kl_core_scratch(scratch, K, core_id);
+    kl_run_split(&g, S, N, 1, core_id, n_cores);
+}
+
+void kl_linear_t_s8(const int8_t *x, int32_t x_rs, const int8_t *w, int32_t w_rs,
+                    const int32_t *bias, void *y, int32_t y_rs, int32_t S, int32_t N, int32_t K,
+                    const kl_rq_t *rq, void *scratch, int core_id, int n_cores)
+{
+    kl_linear_t_any(x, 1, x_rs, w, w_rs, bias, y, y_rs, S, N, K, rq, scratch, core_id, n_cores);
+}
+
+void kl_linear_t_u8(const uint8_t *x, int32_t x_rs, const int8_t *w, int32_t w_rs,
+                    const int32_t *bias, void *y, int32_t y_rs, int32_t S, int32_t N, int32_t K,
+                    const kl_rq_t *rq, void *scratch, int core_id, int n_cores)
+{
+    kl_linear_t_any(x, 0, x_rs, w, w_rs, bias, y, y_rs, S, N, K, rq, scratch, core_id, n_cores);
+}
+
 void kl_matmul_nt_s8(const int8_t *a, int32_t a_rs, const int8_t *b, int32_t b_rs, void *y,
                      int32_t y_rs, int32_t M, int32_t N, int32_t K, const int32_t *row_corr,
                      const int32_t *col_corr, const kl_rq_t *rq, void *scratch, int core_id,
