@@ -84,6 +84,9 @@ def _emit_layer(ctx: EmitContext, index: int) -> LayerCode:
         raise PlannerError(f"code generator: layer {lp.name}: no kernel for {lp.op} (supported: Linear, "
                            "MatMul, MHSA, Add, RequantShift, Softmax, LayerNorm, GELU)")
     code = fn(ctx, lp, index)
+    if code.engine and len(code.bufs) > abi.MAX_BUFS:
+        raise PlannerError(f"code generator: layer {lp.name} has {len(code.bufs)} buffers, the tile "
+                           f"engine takes {abi.MAX_BUFS}")
     for b in code.bufs:
         if max_levels(b) > 3:
             raise PlannerError(f"code generator: layer {lp.name}, buffer {b.name}: its tiles need a "
@@ -97,6 +100,29 @@ def _tensor_io(ctx: EmitContext, t: str) -> TensorIO:
     off = ctx.plan.memory["L2"]["placements"][v.root]["offset"]
     tt = ctx.graph.tensors[t]
     return TensorIO(t, v.root, int(off), root.nbytes, tt.dtype, tuple(tt.shape))
+
+
+@dataclass
+class IOMap:
+    """Where a built program's inputs, outputs and layer outputs are, and how to read them."""
+
+    ctx: EmitContext
+    inputs: list[TensorIO]
+    outputs: list[TensorIO]
+    layer_outputs: list[TensorIO]
+
+    def decode(self, io: TensorIO, raw: bytes):
+        """A root buffer's bytes (physical order) -> the tensor `io.name` (logical, int64)."""
+        dt = {"int8": "<i1", "uint8": "<u1", "int16": "<i2", "int32": "<i4"}[self.ctx.graph.tensors[io.root].dtype]
+        phys = np.frombuffer(raw, dt).astype(np.int64)
+        root = self.ctx.layouts.physical_to_logical(io.root, phys).reshape(-1)
+        return root[self.ctx.layouts._logical(io.name)]
+
+
+def io_map(plan: Plan, graph: Graph) -> IOMap:
+    ctx = build_context(plan, graph)
+    return IOMap(ctx, [_tensor_io(ctx, t) for t in graph.inputs], [_tensor_io(ctx, t) for t in graph.outputs],
+                 [_tensor_io(ctx, ctx.node(lp.name).outputs[0]) for lp in plan.layers])
 
 
 def _images(ctx: EmitContext, layers: list[LayerCode]) -> dict[str, tuple[int, bytes]]:
@@ -165,9 +191,9 @@ def test_inputs(graph: Graph, seed: int, arrays: list[np.ndarray] | None = None)
     return out
 
 
-def render_inputs(em: Emitted, arrays: list[np.ndarray]) -> str:
+def render_inputs(inputs: list[TensorIO], arrays: list[np.ndarray]) -> str:
     items = []
-    for io, arr in zip(em.inputs, arrays):
+    for io, arr in zip(inputs, arrays):
         items.append({"ident": c_ident(io.name), "name": io.name, "k": len(items),
                       "data": c_bytes(_const_bytes(arr, io.dtype)), "nbytes": io.nbytes})
     return render("net_test_inputs.c.mako", items=items)
@@ -178,7 +204,8 @@ def emit(plan: Plan, graph: Graph, out_dir: str | Path) -> Emitted:
     if not plan.to_dict().get("deployable", True):
         raise PlannerError("code generator: the plan is marked not deployable "
                            f"({'; '.join(plan.to_dict().get('not_deployable', []))}): no C project")
-    ctx = build_context(plan, graph)
+    io = io_map(plan, graph)
+    ctx = io.ctx
     layers = [_emit_layer(ctx, k) for k in range(len(plan.layers))]
     first = 0
     for c in layers:
@@ -186,10 +213,7 @@ def emit(plan: Plan, graph: Graph, out_dir: str | Path) -> Emitted:
         first += len(c.bufs)
     images = _images(ctx, layers)
     em = Emitted(Path(out_dir) / PROJECT_DIR, ctx=ctx)
-    em.inputs = [_tensor_io(ctx, t) for t in graph.inputs]
-    em.outputs = [_tensor_io(ctx, t) for t in graph.outputs]
-    for lp in plan.layers:
-        em.layer_outputs.append(_tensor_io(ctx, ctx.node(lp.name).outputs[0]))
+    em.inputs, em.outputs, em.layer_outputs = io.inputs, io.outputs, io.layer_outputs
     mem = plan.memory
     arenas = {"L1": int(mem["L1"]["peak"]) if "L1" in mem else 0,
               "L2": int(mem["L2"].get("runtime_offset", mem["L2"]["peak"])),
@@ -207,7 +231,7 @@ def emit(plan: Plan, graph: Graph, out_dir: str | Path) -> Emitted:
     em.files["include/network.h"] = render("network.h.mako", N=net)
     em.files["src/network.c"] = render("network.c.mako", N=net)
     em.files["src/net_consts.c"] = render("net_consts.c.mako", N=net, c_bytes=c_bytes)
-    em.files["src/net_test_inputs.c"] = render_inputs(em, test_inputs(graph, int(plan.options.get("seed") or 0)))
+    em.files["src/net_test_inputs.c"] = render_inputs(em.inputs, test_inputs(graph, int(plan.options.get("seed") or 0)))
     em.files["Makefile"] = render("Makefile.host.mako", N=net)
     em.files["README.md"] = render("README.md.mako", N=net)
     static = {

@@ -75,6 +75,7 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     assumptions: list[str] = field(default_factory=list)
     fwsa: dict[str, Any] | None = None   # FWSA deviation (when a block is fused), see plan-format.md
+    source: dict[str, Any] | None = None  # the network file: path, sha256, input_shapes
 
     def to_dict(self) -> dict[str, Any]:
         return _clean(asdict(self))

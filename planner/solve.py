@@ -928,7 +928,17 @@ def _assemble(network, hw, hw0, opts, cores, params, graph, pg, schedule, layers
                 "note": "estimated from hw_models figures marked as assumptions until calibrated"}
     aliases = {k: v for k, v in alias_map(pg, schedule).items() if k != v}
     return Plan(FORMAT_VERSION, Path(network).name, hardware, options, memory, layer_plans, blocks,
-                estimate, [n.name for n in schedule], aliases, warnings, sorted(hw.assumptions), fwsa)
+                estimate, [n.name for n in schedule], aliases, warnings, sorted(hw.assumptions), fwsa,
+                network_source(network, opts.input_shapes))
+
+
+def network_source(network, input_shapes) -> dict:
+    """Where the planned network came from, so that its deployed form can be rebuilt (the
+    reference of `planner run`): the resolved path and the SHA-256 of the file's bytes."""
+    import hashlib
+    p = Path(network).resolve()
+    return {"path": str(p), "sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
+            "input_shapes": {k: list(v) for k, v in sorted((input_shapes or {}).items())}}
 
 
 _ROOTS: dict[tuple[int, str], str] = {}

@@ -406,7 +406,7 @@ def mhsa_dft(ctx: BuildContext, node: Node) -> LayerDesc:
     if bo:
         wbufs.append(_weight(ctx, bo, "bo", (), e * 4))
     for part in ("q", "k", "v", "scores", "av", "o"):
-        wbufs += [BufferSpec(f"rq_{part}", bb.name, bb.kind, bb.dims, bb.unit_bytes, bb.full_bytes,
+        wbufs += [BufferSpec(f"rq_{part}", None, bb.kind, bb.dims, bb.unit_bytes, bb.full_bytes,
                              bb.home, activation=False) for bb in _params_buf(ctx, a[part])]
     wbufs += _lut_buf(ctx, ch)
     local = [
@@ -520,7 +520,7 @@ def mhsa_fwsa_dft(ctx: BuildContext, node: Node) -> LayerDesc:
     wbufs += _fwsa_rq_buf("rq_i", fw.rq_i, h, home) + _fwsa_rq_buf("rq_s", fw.rq_scores, h, home)
     wbufs += _fwsa_rq_buf("rq_row", fw.rq_row, h, home)
     for part in ("v", "av", "o"):
-        wbufs += [BufferSpec(f"rq_{part}", bb.name, bb.kind, bb.dims, bb.unit_bytes, bb.full_bytes,
+        wbufs += [BufferSpec(f"rq_{part}", None, bb.kind, bb.dims, bb.unit_bytes, bb.full_bytes,
                              bb.home, activation=False) for bb in _params_buf(ctx, a[part])]
     wbufs += _lut_buf(ctx, ch)
     local = [BufferSpec("v_h", v_t, "local", ("h",), ch.kv["v_h"])]

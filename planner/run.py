@@ -1,0 +1,251 @@
+"""`planner run OUT/ --target host`: build the C project `planner solve` emitted (OUT/c/), run it
+on given or seeded random inputs, and compare every output bit for bit with the golden model of
+the deployed network (the plan's network file with the plan's FWSA decisions, planner.deployed).
+
+With --check-layers every layer's output is compared too, so a mismatch names its layer; without
+it, a mismatch triggers one rebuild with the per-layer dump to find the first bad layer.
+--fault drop-wait:LAYER builds the project without the first DMA wait of LAYER (the emulated
+DMA then leaves poison in that buffer): the run must not be bit-exact.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from planner.errors import PlannerError, UsageError
+from planner.plan import Plan
+
+TARGETS = ("host",)
+SANITIZERS = ("address", "thread")
+
+
+@dataclass
+class RunOptions:
+    target: str = "host"
+    inputs: str | Path | None = None
+    sanitize: str | None = None
+    check_layers: bool = False
+    fault: str | None = None           # "drop-wait:LAYER"
+    timeout: float = 120.0
+    seed: int = 0
+
+
+@dataclass
+class LayerCheck:
+    index: int
+    name: str
+    mismatches: int
+    total: int
+    max_abs: int
+
+
+@dataclass
+class RunResult:
+    exact: bool
+    mismatches: int
+    total: int
+    max_abs: int
+    outputs: list[np.ndarray]
+    host_ns: int | None = None
+    build_s: float = 0.0
+    first_bad_layer: LayerCheck | None = None
+    layers: list[LayerCheck] = field(default_factory=list)
+    fault_layer: str | None = None
+
+
+def _tool_check() -> None:
+    missing = [t for t in ("gcc", "make") if shutil.which(t) is None]
+    if missing:
+        raise PlannerError(f"the host target needs {' and '.join(missing)}: install the Debian "
+                           f"package{'s' if len(missing) > 1 else ''} {' '.join(missing)} "
+                           f"(apt-get install {' '.join(missing)})")
+
+
+def _read_plan(out: Path) -> Plan:
+    if not out.is_dir():
+        raise UsageError(f"{out}: no such directory (the output directory of planner solve)")
+    p = out / "plan.json"
+    if not p.is_file():
+        raise UsageError(f"{out}: no plan.json here: run `planner solve NET.onnx HW.json -o {out}` first")
+    try:
+        return Plan.read(p)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PlannerError(f"{p}: not a plan written by planner solve ({exc})") from None
+
+
+def _first_compile_error(text: str) -> str:
+    for line in text.splitlines():
+        m = re.match(r"^(.+?):(\d+):(?:\d+:)? (?:fatal )?error: (.*)$", line)
+        if m:
+            return f"{m.group(1)}:{m.group(2)}: {m.group(3)}"
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else "no compiler output"
+
+
+def _layer_index(plan: Plan, spec: str) -> int:
+    for k, lp in enumerate(plan.layers):
+        if lp.name == spec:
+            return k
+    if spec.isdigit() and int(spec) < len(plan.layers):
+        return int(spec)
+    names = ", ".join(lp.name for lp in plan.layers)
+    raise UsageError(f"--fault drop-wait:{spec}: no such layer in the plan (layers: {names})")
+
+
+def _check_inputs(graph, arrays: list[np.ndarray], source: str) -> None:
+    from planner.ir import DTYPE_RANGES
+    for name, arr in zip(graph.inputs, arrays):
+        t = graph.tensors[name]
+        lo, hi = DTYPE_RANGES[t.dtype]
+        if arr.size and (arr.min() < lo or arr.max() > hi):
+            raise PlannerError(f"{source}: values of input '{name}' span [{int(arr.min())}, "
+                               f"{int(arr.max())}], outside its {t.dtype} range [{lo}, {hi}]")
+
+
+def build_and_run(out: Path, plan: Plan, io, arrays: list[np.ndarray], opts: RunOptions, *,
+                  check_layers: bool, fault_index: int | None) -> tuple[str, float, int | None]:
+    """Build the project for the host with these inputs and run it; returns (stdout, build
+    seconds, host ns)."""
+    from codegen.project import PROJECT_DIR, render_inputs
+
+    root = out / PROJECT_DIR
+    tag = "host" + (f"-{opts.sanitize}" if opts.sanitize else "") + ("-layers" if check_layers else "") \
+        + (f"-fault{fault_index}" if fault_index is not None else "")
+    build = root / "build" / tag
+    build.mkdir(parents=True, exist_ok=True)
+    inputs_c = build / "run_inputs.c"
+    inputs_c.write_text(render_inputs(io.inputs, arrays), encoding="utf-8")
+    defs = []
+    if check_layers:
+        defs.append("-DNR_CHECK_LAYERS")
+    if fault_index is not None:
+        defs.append(f"-DNR_FAULT_DROP_WAIT={fault_index}")
+    import os
+    cmd = ["make", "-s", f"-j{os.cpu_count() or 1}", "-C", str(root), f"BUILD=build/{tag}", f"INPUTS={inputs_c.resolve()}",
+           f"DEFS={' '.join(defs)}", f"SAN={opts.sanitize or ''}"]
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    build_s = time.monotonic() - t0
+    if proc.returncode != 0:
+        raise PlannerError(f"building {root} failed: {_first_compile_error(proc.stdout + proc.stderr)}")
+    exe = build / "network"
+    try:
+        run = subprocess.run([str(exe)], capture_output=True, timeout=opts.timeout)
+    except subprocess.TimeoutExpired:
+        raise PlannerError(f"{exe} did not finish within {opts.timeout:g} s: killed (a hang: a DMA "
+                           "wait or barrier that never completes?)") from None
+    stdout = run.stdout.decode(errors="replace")
+    if run.returncode != 0:
+        running = _running_layer(stdout, plan)
+        where = f" while layer {running} ran" if running else (
+            " (run with --check-layers to see which layer ran)" if not check_layers else "")
+        if run.returncode < 0:
+            what = f"was killed by signal {signal.Signals(-run.returncode).name}"
+        else:
+            what = f"exited with code {run.returncode}"
+        err = run.stderr.decode(errors="replace").strip().splitlines()
+        detail = ("; " + " | ".join(err[:6])) if err else ""
+        raise PlannerError(f"{exe} {what}{where}{detail}")
+    m = re.search(r"^T host_ns (\d+)$", stdout, re.M)
+    return stdout, build_s, int(m.group(1)) if m else None
+
+
+def _running_layer(stdout: str, plan: Plan) -> str | None:
+    begun = re.findall(r"^B (\d+)$", stdout, re.M)
+    done = set(re.findall(r"^L (\d+) ", stdout, re.M))
+    for k in reversed(begun):
+        if k not in done:
+            return plan.layers[int(k)].name
+    return None
+
+
+def run(out_dir: str | Path, opts: RunOptions | None = None) -> RunResult:
+    from codegen.project import PROJECT_DIR, io_map, test_inputs
+    from planner.deployed import deployed_graph, planning_graph
+    from planner.golden.run import run_graph
+
+    opts = opts or RunOptions()
+    if opts.target not in TARGETS:
+        raise UsageError(f"--target {opts.target!r}: known targets: {', '.join(TARGETS)}")
+    if opts.sanitize is not None and opts.sanitize not in SANITIZERS:
+        raise UsageError(f"--sanitize must be one of {', '.join(SANITIZERS)}, got {opts.sanitize!r}")
+    if opts.timeout <= 0:
+        raise UsageError(f"--timeout must be positive, got {opts.timeout}")
+    out = Path(out_dir)
+    plan = _read_plan(out)
+    if not (out / PROJECT_DIR / "Makefile").is_file():
+        raise PlannerError(f"{out}: no emitted C project ({out / PROJECT_DIR}/ is missing): run planner "
+                           "solve without --no-emit")
+    fault_index = None
+    if opts.fault is not None:
+        kind, _, layer = opts.fault.partition(":")
+        if kind != "drop-wait" or not layer:
+            raise UsageError(f"--fault {opts.fault!r}: expected drop-wait:LAYER")
+        fault_index = _layer_index(plan, layer)
+        if not any(b.access == "dma" and b.kind in ("in", "weight", "inout")
+                   for b in plan.layers[fault_index].buffers):
+            raise UsageError(f"--fault drop-wait:{layer}: layer {plan.layers[fault_index].name} has no "
+                             "DMA transfer to wait for (its data is read where it lives)")
+    _tool_check()
+    graph = deployed_graph(plan)
+    if opts.inputs is not None:
+        from planner.golden.io import load_npz_inputs
+        arrays = load_npz_inputs(graph, opts.inputs)
+        _check_inputs(graph, arrays, str(opts.inputs))
+    else:
+        arrays = test_inputs(graph, opts.seed)
+    io = io_map(plan, graph)
+    pg = planning_graph(plan, graph)
+    env = run_graph(pg, arrays, keep_all=True)
+    stdout, build_s, host_ns = build_and_run(out, plan, io, arrays, opts, check_layers=opts.check_layers,
+                                             fault_index=fault_index)
+    outs = _parse(stdout, "O", len(graph.outputs), out)
+    got = [io.decode(o, outs[k]).reshape(graph.tensors[o.name].shape) for k, o in enumerate(io.outputs)]
+    exp = [env[o] for o in graph.outputs]
+    mism = total = maxd = 0
+    for g, e in zip(got, exp):
+        d = np.abs(g - e)
+        mism += int(np.count_nonzero(d))
+        total += int(d.size)
+        maxd = max(maxd, int(d.max()) if d.size else 0)
+    res = RunResult(mism == 0, mism, total, maxd, got, host_ns, build_s,
+                    fault_layer=plan.layers[fault_index].name if fault_index is not None else None)
+    if opts.check_layers:
+        res.layers = _layer_checks(stdout, plan, io, env, out)
+    elif mism:
+        stdout2, _, _ = build_and_run(out, plan, io, arrays, opts, check_layers=True, fault_index=fault_index)
+        res.layers = _layer_checks(stdout2, plan, io, env, out)
+    res.first_bad_layer = next((lc for lc in res.layers if lc.mismatches), None)
+    return res
+
+
+def _parse(stdout: str, tag: str, n: int, out: Path) -> dict[int, bytes]:
+    found = {}
+    for m in re.finditer(rf"^{tag} (\d+) ([0-9a-f]*)$", stdout, re.M):
+        found[int(m.group(1))] = bytes.fromhex(m.group(2))
+    if tag == "O" and len(found) != n:
+        raise PlannerError(f"the program of {out} printed {len(found)} of its {n} outputs (truncated output?)")
+    return found
+
+
+def _layer_checks(stdout: str, plan: Plan, io, env, out: Path) -> list[LayerCheck]:
+    dumps = _parse(stdout, "L", len(plan.layers), out)
+    checks = []
+    for k, lp in enumerate(plan.layers):
+        if k not in dumps:
+            continue
+        t = io.layer_outputs[k]
+        got = io.decode(t, dumps[k])
+        exp = np.asarray(env[t.name]).reshape(got.shape)
+        d = np.abs(got - exp)
+        checks.append(LayerCheck(k, lp.name, int(np.count_nonzero(d)), int(d.size),
+                                 int(d.max()) if d.size else 0))
+    return checks
