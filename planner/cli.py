@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+from planner import __version__
 from planner.errors import PlannerError, UsageError
 
 
@@ -37,44 +39,82 @@ def table(headers: list[str], rows: list[list[object]]) -> str:
     return "\n".join(lines)
 
 
-def cmd_inspect(args: argparse.Namespace) -> int:
+def inspect_doc(graph, network: str) -> dict:
+    """What `inspect` shows, as plain data (the --json document and the text tables)."""
     from planner.analysis import mhsa_blocks, node_macs
+
+    def tensor(name: str) -> dict:
+        t = graph.tensors[name]
+        return {"name": name, "shape": list(t.shape), "dtype": t.dtype}
+
+    nodes = []
+    for n in graph.nodes:
+        out = graph.tensors[n.outputs[0]]
+        entry: dict = {"name": n.name, "op": n.op,
+                       "inputs": [tensor(i) for i in graph.activation_inputs(n)],
+                       "output": tensor(n.outputs[0]), "macs": int(node_macs(graph, n)),
+                       "weight_bytes": int(graph.weight_bytes([n]))}
+        if n.attrs.get("rq") is not None:
+            entry["requant"] = n.attrs["rq"].granularity(out.shape)
+        if n.op == "Softmax":
+            entry["softmax"] = n.attrs["kind"]
+        if n.op == "MHSA":
+            entry["mhsa"] = {k: int(n.attrs[k]) for k in ("s", "e", "p", "h")}
+        nodes.append(entry)
+    blocks = [{"node": b.node, "s": b.s, "e": b.e, "p": b.p, "h": b.h, "softmax": b.softmax,
+               "fwsa": {"params_unfused": b.fwsa.params_unfused, "params_fused": b.fwsa.params_fused,
+                        "macs_unfused": b.fwsa.macs_unfused, "macs_fused": b.fwsa.macs_fused,
+                        "param_ratio": round(b.fwsa.param_ratio, 4),
+                        "mac_ratio": round(b.fwsa.mac_ratio, 4), "pays": b.fwsa.pays}}
+              for b in mhsa_blocks(graph)]
+    return {
+        "network": network, "graph": graph.name, "flavour": graph.flavour,
+        "inputs": [tensor(i) for i in graph.inputs], "outputs": [tensor(o) for o in graph.outputs],
+        "nodes": nodes,
+        "total": {"macs": sum(n["macs"] for n in nodes), "weight_bytes": int(graph.weight_bytes()),
+                  "counted": "the canonical integer graph as inspected (standard Q/K weights, "
+                             "before any FWSA fusion that solve may apply)"},
+        "mhsa_blocks": blocks,
+        "notes": list(graph.notes),
+    }
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    import json
+
     from planner.frontend import load_graph
     from planner.frontend.onnx_io import parse_input_shapes
 
     graph = load_graph(args.network, parse_input_shapes(args.input_shape))
+    doc = inspect_doc(graph, str(args.network))
+    if args.json:
+        print(json.dumps(doc, indent=1, sort_keys=True))
+        return 0
     print(f"{args.network}: {graph.flavour} graph '{graph.name}', {len(graph.nodes)} nodes")
-    for name in graph.inputs:
-        t = graph.tensors[name]
-        print(f"  input  {name}: {_fmt_shape(t.shape)} {t.dtype}")
-    for name in graph.outputs:
-        t = graph.tensors[name]
-        print(f"  output {name}: {_fmt_shape(t.shape)} {t.dtype}")
+    for key, label in (("inputs", "input "), ("outputs", "output")):
+        for t in doc[key]:
+            print(f"  {label} {t['name']}: {_fmt_shape(t['shape'])} {t['dtype']}")
     rows = []
-    total_macs = 0
-    for n in graph.nodes:
-        acts = graph.activation_inputs(n)
-        ins = ", ".join(_fmt_shape(graph.tensors[i].shape) for i in acts)
-        out = graph.tensors[n.outputs[0]]
-        macs = node_macs(graph, n)
-        total_macs += macs
+    for n in doc["nodes"]:
+        ins = ", ".join(_fmt_shape(i["shape"]) for i in n["inputs"])
+        out = n["output"]
         detail = ""
-        if n.attrs.get("rq") is not None:
-            detail = "rq " + n.attrs["rq"].granularity(out.shape)
-        if n.op == "Softmax":
-            detail = n.attrs["kind"]
-        if n.op == "MHSA":
-            detail = f"S={n.attrs['s']} E={n.attrs['e']} P={n.attrs['p']} H={n.attrs['h']}"
-        rows.append([n.name, n.op, ins, f"{_fmt_shape(out.shape)} {out.dtype}", macs,
-                     graph.weight_bytes([n]), detail])
+        if "requant" in n:
+            detail = "rq " + n["requant"]
+        if "softmax" in n:
+            detail = n["softmax"]
+        if "mhsa" in n:
+            detail = " ".join(f"{k.upper()}={v}" for k, v in n["mhsa"].items())
+        rows.append([n["name"], n["op"], ins, f"{_fmt_shape(out['shape'])} {out['dtype']}", n["macs"],
+                     n["weight_bytes"], detail])
     print()
     print(table(["node", "op", "inputs", "output", "MACs", "weight B", "detail"], rows))
-    print(f"\ntotal: {total_macs} MACs, {graph.weight_bytes()} weight bytes")
-    blocks = mhsa_blocks(graph)
-    if blocks:
+    print(f"\ntotal: {doc['total']['macs']} MACs, {doc['total']['weight_bytes']} weight bytes")
+    if doc["mhsa_blocks"]:
         print("\nMHSA blocks (FWSA = fused Q/K weights; ratios are fused/standard for the whole block):")
-        brows = [[b.node, b.s, b.e, b.p, b.h, b.softmax or "none", f"{b.fwsa.param_ratio:.2f}",
-                  f"{b.fwsa.mac_ratio:.2f}", "yes" if b.fwsa.pays else "no (harmful)"] for b in blocks]
+        brows = [[b["node"], b["s"], b["e"], b["p"], b["h"], b["softmax"] or "none",
+                  f"{b['fwsa']['param_ratio']:.2f}", f"{b['fwsa']['mac_ratio']:.2f}",
+                  "yes" if b["fwsa"]["pays"] else "no (harmful)"] for b in doc["mhsa_blocks"]]
         print(table(["block", "S", "E", "P", "H", "softmax", "params ratio", "MACs ratio",
                      "FWSA pays"], brows))
     else:
@@ -92,14 +132,18 @@ def cmd_golden(args: argparse.Namespace) -> int:
     from planner.golden import compare_outputs, load_npz_inputs, load_npz_outputs, run_graph
 
     graph = load_graph(args.network, parse_input_shapes(args.input_shape))
-    inputs = load_npz_inputs(graph, args.inputs)
+    notes: list[str] = []
+    inputs = load_npz_inputs(graph, args.inputs, notes=notes)
+    if args.expect:
+        expected = load_npz_outputs(graph, args.expect, notes=notes)
+    for note in notes:
+        print(f"planner: note: {note}", file=sys.stderr)
     outs = run_graph(graph, inputs, unfused=args.unfused)
     results = [outs[o] for o in graph.outputs]
     if args.output:
         np.savez(args.output, **{f"output_{k}": r for k, r in enumerate(results)})
         print(f"wrote {args.output}")
     if args.expect:
-        expected = load_npz_outputs(graph, args.expect)
         cmp = compare_outputs(results, expected)
         if cmp.exact:
             print(f"bit-exact ({cmp.total} elements)")
@@ -121,22 +165,32 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands: dict[str, Command] = {}
 
+    parser.add_argument("--version", action="version", version=f"planner {__version__}",
+                        help="print the planner's version and exit")
+
     def shape_opt(p: argparse.ArgumentParser) -> None:
         p.add_argument("--input-shape", action="append", metavar="NAME=1x81x32",
-                       help="static shape of a graph input with dynamic dimensions (repeatable)")
+                       help="full shape of a graph input with dynamic dimensions (repeatable); "
+                            "static dimensions must keep the model's sizes")
 
     p = sub.add_parser("inspect", help="show the canonical integer graph as understood")
     p.add_argument("network", help="ONNX file (QuantLib integer graph or QDQ int8 graph)")
+    p.add_argument("--json", action="store_true",
+                   help="print the graph as one JSON document (inputs, nodes, totals, MHSA blocks, "
+                        "notes) instead of tables")
     shape_opt(p)
     commands["inspect"] = cmd_inspect
 
     p = sub.add_parser("golden", help="run the bit-exact integer golden model")
-    p.add_argument("network")
+    p.add_argument("network", help="ONNX file (QuantLib integer graph or QDQ int8 graph)")
     p.add_argument("--inputs", required=True, metavar="IN.npz",
-                   help="k-th array feeds the k-th graph input (names irrelevant)")
-    p.add_argument("-o", "--output", metavar="OUT.npz")
+                   help="k-th array feeds the k-th graph input (names irrelevant; surplus arrays "
+                        "are ignored with a note)")
+    p.add_argument("-o", "--output", metavar="OUT.npz",
+                   help="write the outputs (output_0, output_1, ... in graph order) to this .npz")
     p.add_argument("--expect", metavar="EXPECTED.npz",
-                   help="compare with expected outputs; exit 1 on any mismatch")
+                   help="compare with expected outputs (k-th array = k-th graph output); exit 1 on "
+                        "any mismatch")
     p.add_argument("--unfused", action="store_true", help="run fused blocks through their parts")
     shape_opt(p)
     commands["golden"] = cmd_golden
@@ -163,7 +217,10 @@ def _extra_commands() -> list[Callable]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser, commands = build_parser()
     try:
-        args = parser.parse_args(argv)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help, --version: argparse printed and wants to exit
+            return int(exc.code or 0)
         if not args.command:
             parser.print_help()
             return 2
@@ -174,6 +231,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("planner: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
+        try:
+            sys.stdout = open(os.devnull, "w")  # no second error when Python flushes at exit
+        except OSError:
+            pass
+        return 141
 
 
 if __name__ == "__main__":

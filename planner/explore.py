@@ -2,7 +2,8 @@
 
 A sweep solves the network (through the public `planner.solve.solve`) at every point of a grid:
 L1 sizes x L2 sizes x combinations of the varied options (--vary dft,fwsa: each over on/off). It
-writes one CSV row per point and two PNG plots (memory peak per level, estimated latency), one line
+writes one CSV row per point as soon as the point is solved (Ctrl-C leaves a valid partial CSV)
+and two PNG plots (memory peak per level, estimated latency), one line
 per combination. A point where the plan does not fit is recorded as infeasible, with the level, the
 layer and the missing bytes taken from the planner's message; the sweep goes on.
 
@@ -26,6 +27,7 @@ answer is the true minimum on the 1 KiB grid whatever the solver's monotonicity 
 
 from __future__ import annotations
 
+import bisect
 import csv
 import dataclasses
 import io
@@ -40,7 +42,8 @@ from typing import Callable, Sequence
 
 from planner.errors import PlannerError, UsageError
 from planner.hw import HardwareModel, load_hw_model
-from planner.solve import SolveOptions, parse_bytes, solve
+from planner.options import parse_size
+from planner.solve import SolveOptions, solve
 
 KIB = 1024
 ALIGN = 4  # the memory planner aligns every buffer to 4 bytes
@@ -58,7 +61,7 @@ CSV_COLUMNS = [
     "network", "hardware", "l1", "l1_usable", "l2", "l2_usable", "dft", "fwsa", "status",
     "l1_peak", "l2_peak", "l2_activations", "l2_weights", "l2_runtime", "l3_peak",
     "cycles", "latency_ms", "forms", "fwsa_applied", "streamed_weights", "not_proven_optimal",
-    "infeasible_level", "infeasible_layer", "missing_bytes", "message",
+    "infeasible_level", "infeasible_layer", "missing_bytes", "reason", "message",
 ]
 
 CSV_FILE = "explore.csv"
@@ -79,7 +82,9 @@ def fmt_bytes(n: int | None) -> str:
 
 def parse_range(text: str, flag: str = "--l1") -> list[int]:
     """'32K:256K:16K' -> [32768, 49152, ..., 262144] (STOP included when on the grid);
-    '32K:256K' -> 8 steps (rounded up to 1 KiB, STOP included); '64K' -> [65536]."""
+    '32K:256K' -> 8 steps (rounded up to 1 KiB, STOP included); '64K' -> [65536].
+    The number of points comes from the range arithmetic and is checked against MAX_POINTS
+    before any list is built (a typo such as 1:1000000000:1 must not fill the host's memory)."""
     def bad(why: str) -> UsageError:
         return UsageError(f"{flag} {text!r}: {why} (range syntax: {RANGE_SYNTAX})")
 
@@ -87,7 +92,7 @@ def parse_range(text: str, flag: str = "--l1") -> list[int]:
     if not 1 <= len(parts) <= 3 or any(not p.strip() for p in parts):
         raise bad("not a range")
     try:
-        vals = [parse_bytes(p) for p in parts]
+        vals = [parse_size(p) for p in parts]
     except UsageError as exc:
         raise bad(str(exc)) from None
     if len(vals) == 1:
@@ -97,14 +102,18 @@ def parse_range(text: str, flag: str = "--l1") -> list[int]:
         raise bad(f"START ({start:,} B) is above STOP ({stop:,} B)")
     if len(vals) == 3:
         step = vals[2]
-        out = list(range(start, stop + 1, step))
+        count = (stop - start) // step + 1
+        add_stop = False
     else:
         step = max(KIB, -(-(stop - start) // DEFAULT_STEPS // KIB) * KIB) if stop > start else KIB
-        out = list(range(start, stop + 1, step))
-        if out[-1] != stop:
-            out.append(stop)
-    if len(out) > MAX_POINTS:
-        raise bad(f"{len(out)} points (at most {MAX_POINTS})")
+        count = (stop - start) // step + 1
+        add_stop = start + (count - 1) * step != stop
+        count += add_stop
+    if count > MAX_POINTS:
+        raise bad(f"{count:,} points (at most {MAX_POINTS:,}): use a coarser STEP")
+    out = list(range(start, stop + 1, step))
+    if add_stop:
+        out.append(stop)
     return out
 
 
@@ -176,6 +185,29 @@ class Outcome:
     schedule: tuple[str, ...] = ()
     block_forms: tuple[tuple[str, str], ...] = ()   # (MHSA node, form) in graph order
     l2_regions: dict | None = None   # feasible: live graph-tensor peak per region (_region_peaks)
+    # feasible: per MHSA block (node, form, what decided it, the planner's reason), graph order
+    block_choices: tuple[tuple[str, str, str, str], ...] = ()
+    reserve: int | None = None       # the reserve of `level` (for the reason of a size below it)
+
+    @property
+    def reason(self) -> str:
+        """Why the point has no plan, in a few words (the full message is `message`)."""
+        if self.feasible:
+            return ""
+        if self.status == "unsupported":
+            return _first_clause(self.message)
+        msg = self.message
+        miss = f"{self.missing:,} B missing" if self.missing is not None else ""
+        if self.layer:
+            need = f" needs {self.smallest:,} B" if self.smallest is not None else " does not fit"
+            return f"{self.layer} ({self.layer_op}){need} of {self.level}" + (f", {miss}" if miss else "")
+        if _RE_OVERRIDE.search(msg):
+            return f"{self.level} size at or below its {self.reserve:,} B reserve" if self.reserve is not None \
+                else f"{self.level} size at or below its reserve"
+        for key, why in _REASONS:
+            if key in msg:
+                return f"{self.level or '?'}: {miss + ' ' if miss else ''}{why}".strip()
+        return _first_clause(msg)
 
     @property
     def feasible(self) -> bool:
@@ -189,7 +221,24 @@ class Outcome:
                 self.fwsa, self.status, v(self.l1_peak), v(self.l2_peak), v(self.l2_activations),
                 v(self.l2_weights), v(self.l2_runtime), v(self.l3_peak), v(self.cycles), lat, self.forms,
                 self.fwsa_applied, v(self.streamed_weights), v(self.not_proven_optimal), self.level,
-                self.layer, v(self.missing), self.message]
+                self.layer, v(self.missing), self.reason, self.message]
+
+
+# (text of the planner's message, the reason shown) for infeasible points not naming a layer
+_REASONS = (
+    ("even with every weight streamed", "even with every weight streamed from L3"),
+    ("no L3 to stream weights from", "activations + weights + runtime, no L3 for the weights"),
+    ("did not converge", "weights placement did not converge"),
+    ("no tiling found although", "no tiling found (L2 staging or tiler time limit)"),
+    ("exceeds the usable", "peak above the usable size"),
+)
+
+
+def _first_clause(msg: str, limit: int = 70) -> str:
+    """The message up to its first ';' or ' (' (at most `limit` characters)."""
+    cut = min([i for i in (msg.find("; "), msg.find(" (")) if i > 0] or [len(msg)])
+    text = msg[:cut]
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _region_peaks(sol) -> dict[str | None, int] | None:
@@ -244,10 +293,12 @@ class Explorer:
             return None
         return size - self.reserve(key)
 
-    def evaluate(self, l1: int | None, l2: int, combo: dict[str, str], tag: str = "") -> Outcome:
+    def evaluate(self, l1: int | None, l2: int, combo: dict[str, str], tag: str = "",
+                 after: Callable[[Outcome], str] | None = None) -> Outcome:
         """Solve one point (cached). A PlannerError is an infeasible point; a UsageError about a
         varied option (e.g. --fwsa on where the tree cannot plan it) an unsupported one; any other
-        UsageError is the user's and propagates."""
+        UsageError is the user's and propagates. after(o): text appended to the progress line
+        (the sweep's ETA)."""
         key = (l1, l2, combo["dft"], combo["fwsa"])
         if key in self.cache:
             return self.cache[key]
@@ -269,9 +320,11 @@ class Explorer:
         else:
             self._feasible(o, sol)
         o.seconds = time.perf_counter() - t0
+        if o.level in ("L1", "L2") and self.hw.has_level(o.level):
+            o.reserve = self.reserve(o.level)
         self.cache[key] = o
         if self.progress:
-            self.progress(f"{tag} {self.describe(o)}".strip())
+            self.progress(f"{tag} {self.describe(o)}".strip() + (after(o) if after else ""))
         return o
 
     def describe(self, o: Outcome) -> str:
@@ -322,6 +375,8 @@ class Explorer:
         o.schedule = tuple(p.schedule)
         o.block_forms = tuple((b["node"], b["form"]) for b in p.blocks)
         o.l2_regions = _region_peaks(sol)
+        o.block_choices = tuple((b["node"], b["form"], (b.get("rule") or {}).get("decided_by", ""),
+                                 b.get("reason") or "") for b in p.blocks)
 
 
 # ------------------------------------------------------------------------------------ sweep
@@ -342,6 +397,8 @@ class Sweep:
     l2_values: list[int]
     combos: list[dict[str, str]]
     points: list[Outcome] = field(default_factory=list)
+    total: int = 0                   # points planned; len(points) < total when interrupted
+    interrupted: bool = False
 
     @property
     def axis(self) -> str:
@@ -351,38 +408,106 @@ class Sweep:
         return "L2"
 
 
+def sweep_size(n_l1: int, n_l2: int, vary: Sequence[str]) -> int:
+    """Points of a sweep, from the axis lengths alone (checked before anything is solved)."""
+    return n_l1 * n_l2 * len(VARY_VALUES) ** len(vary)
+
+
 def run_sweep(ex: Explorer, l1_values: Sequence[int] | None, l2_values: Sequence[int] | None,
-              vary: Sequence[str]) -> Sweep:
+              vary: Sequence[str], csv_path: Path | None = None) -> Sweep:
+    """Solve every point; with csv_path, each row is appended and flushed as soon as its point is
+    solved, so an interrupted sweep (Ctrl-C: `interrupted` is set and the points so far are
+    returned) leaves a valid CSV of the finished points."""
     hw = ex.hw
     if l1_values and not ex.has_l1:
         raise UsageError(f"--l1: hardware model '{hw.name}' has no L1 (its levels: {', '.join(hw.levels)})")
+    total = sweep_size(len(l1_values or [None]), len(l2_values or [None]), vary)
+    if total > MAX_POINTS:
+        raise UsageError(f"the sweep has {total:,} points (at most {MAX_POINTS:,}): use a coarser STEP")
     l1s: list[int | None] = list(l1_values) if l1_values else [ex.real("L1")]
     l2s = list(l2_values) if l2_values else [ex.real("L2")]
     combos = combinations(vary, ex.base)
-    total = len(l1s) * len(l2s) * len(combos)
-    if total > MAX_POINTS:
-        raise UsageError(f"the sweep has {total} points (at most {MAX_POINTS}): use a coarser STEP")
-    sw = Sweep(network_label(ex.network), hw.name, hw.display_name, l1s, l2s, combos)
-    k = 0
-    for l1 in l1s:
-        for l2 in l2s:
-            for combo in combos:
-                k += 1
-                sw.points.append(ex.evaluate(l1, l2, combo, tag=f"[{k}/{total}]"))
+    sw = Sweep(network_label(ex.network), hw.name, hw.display_name, l1s, l2s, combos, total=total)
+    grid = [(l1, l2, combo) for l1 in l1s for l2 in l2s for combo in combos]
+    spent = [0.0]
+
+    def eta(o: Outcome) -> str:
+        spent[0] += o.seconds
+        done = len(sw.points) + 1
+        left = total - done
+        return f"; ETA {fmt_duration(spent[0] / done * left)}" if left else ""
+
+    sink = open_csv(csv_path) if csv_path is not None else None
+    try:
+        for k, (l1, l2, combo) in enumerate(grid, 1):
+            o = ex.evaluate(l1, l2, combo, tag=f"[{k}/{total}]", after=eta)
+            sw.points.append(o)
+            if sink is not None:
+                sink.write(_csv_line(o.row(sw.network, sw.hardware)))
+                sink.flush()
+    except KeyboardInterrupt:
+        sw.interrupted = True
+    finally:
+        if sink is not None:
+            sink.close()
     return sw
 
 
-def csv_text(sw: Sweep) -> str:
+def fmt_duration(seconds: float) -> str:
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def _csv_line(row: list[object]) -> str:
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
-    for o in sw.points:
-        w.writerow(o.row(sw.network, sw.hardware))
+    csv.writer(buf, lineterminator="\n").writerow(row)
     return buf.getvalue()
+
+
+def open_csv(path: Path):
+    """The sweep's CSV, header written and flushed (rows follow, one write per row)."""
+    f = path.open("w", encoding="utf-8", newline="")
+    f.write(_csv_line(CSV_COLUMNS))
+    f.flush()
+    return f
+
+
+def csv_text(sw: Sweep) -> str:
+    return _csv_line(CSV_COLUMNS) + "".join(_csv_line(o.row(sw.network, sw.hardware)) for o in sw.points)
 
 
 def write_csv(sw: Sweep, path: Path) -> None:
     path.write_text(csv_text(sw), encoding="utf-8")
+
+
+def slower_with_more_memory(sw: Sweep) -> list[tuple[str, Outcome, Outcome]]:
+    """(series label, smaller point, larger point) where the next larger capacity of a series gives
+    a slower plan with other MHSA forms or FWSA choices (the --dft/--fwsa auto rules switched)."""
+    out = []
+    xs_of = (lambda o: o.l1) if sw.axis == "L1" else (lambda o: o.l2)
+    for label, pts in _series(sw):
+        feas = sorted((o for o in pts if o.feasible), key=xs_of)
+        for a, b in zip(feas, feas[1:]):
+            if b.latency_ms > a.latency_ms and (a.forms, a.fwsa_applied) != (b.forms, b.fwsa_applied):
+                out.append((label, a, b))
+    return out
+
+
+def switch_explanation(a: Outcome, b: Outcome) -> str:
+    """Why the larger point b is slower than a: which block changed form, and the rule's reason."""
+    parts = []
+    for (node, fa, _, _), (_, fb, how, why) in zip(a.block_choices, b.block_choices):
+        if fa != fb:
+            rule = {"memory": "estimates within the cost model's uncertainty, so the lower L2 need",
+                    "cycles": "fewer estimated cycles", "fit": "the other form does not fit"}.get(how, why)
+            parts.append(f"{node}: {fa} -> {fb} ({rule})")
+    if not parts and a.fwsa_applied != b.fwsa_applied:  # (a form switch alone changes FWSA too)
+        parts.append(f"FWSA per block {a.fwsa_applied} -> {b.fwsa_applied}")
+    return "; ".join(parts) or "the plan changed"
 
 
 # ------------------------------------------------------------------------------------ plots
@@ -484,10 +609,40 @@ def write_plots(sw: Sweep, ex: Explorer, out_dir: Path,
         ax.legend(fontsize=7, loc="best")
         ax.set_title(f"{title}\nestimated latency vs {axis} capacity (x on the axis: infeasible)", fontsize=10)
         fig.tight_layout()
+        _annotate_switches(fig, ax, sw, xs_of)
         path = out_dir / LATENCY_PNG
         fig.savefig(path, format="png", metadata={"Software": None})
         files.append(path)
     return files
+
+
+MAX_ANNOTATIONS = 3  # more would crowd the figure; the console lists every switch
+
+
+def _annotate_switches(fig, ax, sw: Sweep, xs_of) -> None:
+    """Where more memory gives a slower plan because an auto rule switched form: a numbered mark
+    at the slower point, the explanation as a footnote under the plot (the console prints it too)."""
+    import textwrap
+
+    switches = slower_with_more_memory(sw)
+    notes = []
+    for i, (label, a, b) in enumerate(switches[:MAX_ANNOTATIONS], 1):
+        ax.annotate(f"({i}) slower with more {sw.axis}", xy=(xs_of(b) / KIB, b.latency_ms),
+                    xytext=(16, -24), textcoords="offset points", fontsize=7,
+                    arrowprops={"arrowstyle": "->", "color": "0.35", "lw": 0.8})
+        series = f" [{label}]" if len(_series(sw)) > 1 else ""
+        notes.append(textwrap.fill(f"({i}) {fmt_bytes(xs_of(a))} -> {fmt_bytes(xs_of(b))}{series}: "
+                                   f"{a.latency_ms:.4f} -> {b.latency_ms:.4f} ms: "
+                                   + switch_explanation(a, b), 130))
+    if len(switches) > MAX_ANNOTATIONS:
+        notes.append(f"{len(switches) - MAX_ANNOTATIONS} more such switch(es): see the console")
+    if notes:
+        text = "\n".join(notes)
+        lines = text.count("\n") + 1
+        w, h = fig.get_size_inches()
+        fig.set_size_inches(w, h + 0.16 * lines + 0.1)
+        fig.text(0.01, 0.01, text, fontsize=6.5, ha="left", va="bottom")
+        fig.tight_layout(rect=(0, (0.16 * lines + 0.05) / (h + 0.16 * lines + 0.1), 1, 1))
 
 
 # ------------------------------------------------------------------------------- min memory
@@ -518,10 +673,7 @@ def safe_min_search(cands: Sequence[int], evaluate: Callable[[int], Outcome],
     count = 0
 
     def index_at_least(b: int) -> int:
-        i = 0
-        while i < len(cands) and cands[i] < b:
-            i += 1
-        return i
+        return bisect.bisect_left(cands, b)
 
     def ev(i: int) -> Outcome:
         nonlocal floor, count
@@ -576,11 +728,12 @@ def safe_min_search(cands: Sequence[int], evaluate: Callable[[int], Outcome],
                         scanned, non_mono, cands[top])
 
 
-def _grid(reserve: int, top: int) -> list[int]:
-    """Sizes on the 1 KiB grid above the level's reserve, up to `top` (rounded up to 1 KiB)."""
+def _grid(reserve: int, top: int) -> range:
+    """Sizes on the 1 KiB grid above the level's reserve, up to `top` (rounded up to 1 KiB); a
+    range, not a list: the search touches a few of them (bisection), the grid can be millions."""
     first = (reserve // KIB + 1) * KIB
     last = -(-top // KIB) * KIB
-    return list(range(first, last + 1, KIB))
+    return range(first, last + 1, KIB)
 
 
 def min_memory(ex: Explorer, combo: dict[str, str], l2_config: int, l1_top: int | None = None,
@@ -755,11 +908,9 @@ def summary_rows(sw: Sweep) -> list[list[object]]:
                      o.l1_peak if o.l1_peak is not None else "-",
                      o.l2_peak if o.l2_peak is not None else "-",
                      f"{o.latency_ms:.4f}" if o.latency_ms is not None else "-",
-                     o.forms or "-",
-                     (f"{o.level} {o.layer} {o.missing:,} B missing".strip() if o.missing is not None
-                      else (o.level or "") if o.status == "infeasible" else "")])
+                     o.forms or "-", o.reason])
     return rows
 
 
 SUMMARY_HEADERS = ["L1", "L2", "dft", "fwsa", "status", "L1 peak B", "L2 peak B", "latency ms",
-                   "MHSA forms", "infeasible"]
+                   "MHSA forms", "why no plan"]

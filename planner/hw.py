@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import numbers
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -28,6 +29,7 @@ LEVEL_KEYS = ("L1", "L2", "L3")  # nearest to farthest from the cores
 MAC_KERNELS = ("linear", "matmul", "mhsa_chunk")  # efficiency in MAC/cycle per core
 ELEMENTWISE_KERNELS = ("softmax", "layernorm", "gelu", "add", "requant")  # cycles/element per core
 TRANSFER_FIELDS = ("bandwidth_bytes_per_cycle", "dma_setup_cycles", "engine")
+MAX_LEVEL_BYTES = 1 << 32  # the schema's bound on a level's size (a 32-bit address space)
 
 
 @dataclass(frozen=True)
@@ -111,15 +113,51 @@ def load_hw_model(path: str | Path) -> HardwareModel:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise PlannerError(f"{file}: cannot read hardware model: {e}") from None
+    data = _parse_json(file, text)
+    _check_schema(file, data)
+    _check_semantics(file, data)
+    return _build(file, data)
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in seen:
+            raise _DuplicateKey(k)
+        seen[k] = v
+    return seen
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def _parse_json(file: Path, text: str) -> Any:
+    """Strict JSON: Python's parser would take NaN/Infinity (not JSON, and they pass every
+    numeric range check) and keep the last of duplicated keys silently."""
     try:
-        data = json.loads(text)
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except json.JSONDecodeError as e:
         raise PlannerError(
             f"{file}: not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
         ) from None
-    _check_schema(file, data)
-    _check_semantics(file, data)
-    return _build(file, data)
+    except _DuplicateKey as e:
+        lines = _line_numbers(text, rf'"{re.escape(str(e))}"\s*:')
+        where = f" (the key is on lines {', '.join(map(str, lines))})" if len(lines) > 1 else ""
+        raise PlannerError(f"{file}: key '{e}' appears twice in one object{where}; JSON keys must "
+                           "be unique (keep one)") from None
+    except ValueError as e:
+        m = re.search(rf'"([^"]*)"\s*:\s*{re.escape(str(e))}', text)
+        where = f" field '{m.group(1)}' (line {_line_numbers(text, re.escape(m.group(0)))[0]}):" if m else ""
+        raise PlannerError(f"{file}:{where} {e} is not a JSON number; give a finite number") from None
+
+
+def _line_numbers(text: str, pattern: str) -> list[int]:
+    return [text.count("\n", 0, m.start()) + 1 for m in re.finditer(pattern, text)]
 
 
 def with_overrides(hw: HardwareModel, l1: int | None = None, l2: int | None = None) -> HardwareModel:
@@ -138,7 +176,12 @@ def with_overrides(hw: HardwareModel, l1: int | None = None, l2: int | None = No
         if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size <= lvl.reserve:
             raise PlannerError(
                 f"{key} override for '{hw.name}': expected an integer number of bytes above the "
-                f"{lvl.reserve} B reserved for stacks and runtime, got {size!r}"
+                f"{lvl.reserve:,} B reserved for stacks and runtime, got {size!r}"
+            )
+        if size > MAX_LEVEL_BYTES:
+            raise PlannerError(
+                f"{key} override for '{hw.name}': {size:,} B is above the 4 GiB address space of a "
+                "32-bit MCU"
             )
         size = int(size)
         levels[key] = dataclasses.replace(lvl, size=size, usable=size - lvl.reserve)
@@ -183,7 +226,7 @@ def _check_schema(file: Path, data: Any) -> None:
     e = errors[0]
     path = list(e.absolute_path)
     desc = e.schema.get("description") if isinstance(e.schema, dict) else None
-    unit = f" ({desc})" if desc and e.validator in ("type", "minimum", "exclusiveMinimum") else ""
+    unit = f" ({desc})" if desc and e.validator in ("type", "minimum", "exclusiveMinimum", "maximum") else ""
     if e.validator == "required":
         missing = [k for k in e.validator_value if k not in e.instance]
         field, problem = _dotted(path + missing[:1]), "missing required field"
@@ -195,8 +238,8 @@ def _check_schema(file: Path, data: Any) -> None:
     elif e.validator == "type":
         field = _dotted(path)
         problem = f"expected {e.validator_value}{unit}, got {_json_type(e.instance)} {e.instance!r}"
-    elif e.validator in ("minimum", "exclusiveMinimum"):
-        op = ">=" if e.validator == "minimum" else ">"
+    elif e.validator in ("minimum", "exclusiveMinimum", "maximum"):
+        op = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<="}[e.validator]
         field, problem = _dotted(path), f"expected a value {op} {e.validator_value}{unit}, got {e.instance!r}"
     elif e.validator == "minLength":
         field, problem = _dotted(path), f"expected a non-empty string, got {e.instance!r}"

@@ -41,6 +41,25 @@ def dtype_for_range(lo: int, hi: int) -> str:
     raise ValueError(f"range [{lo}, {hi}] does not fit int64")
 
 
+def _unorderable(rest: list["Node"], available: set[str]) -> str:
+    """Why nodes cannot be ordered, named at the root: an input nothing defines, else the cycle
+    (not the nodes downstream of it, which only wait)."""
+    producer = {o: n for n in rest for o in n.outputs}
+    for n in rest:
+        for i in n.inputs:
+            if i not in available and i not in producer:
+                return (f"tensor '{i}' (input of node {n.name}) is not defined: no node produces it "
+                        "and it is neither a graph input nor a constant")
+    path: list[Node] = []
+    node = rest[0]
+    while node not in path:  # every waiting node waits on another waiting node: walk back to a loop
+        path.append(node)
+        node = producer[next(i for i in node.inputs if i not in available)]
+    loop = path[path.index(node):][::-1]
+    return ("graph has a cycle: " + " -> ".join(n.name for n in loop) + f" -> {loop[0].name} "
+            "(each needs the output of the one before)")
+
+
 @dataclass
 class Requant:
     """y = clip((x*mul + add + div/2) >> log2(div)); mul/add broadcast against the output."""
@@ -137,6 +156,9 @@ class Graph:
     source: str = ""
     flavour: str = ""  # "quantlib" or "qdq"
     notes: list[str] = field(default_factory=list)
+    # inputs whose dtype the frontend assumed (ONNX declares float): values outside it are noted,
+    # not refused, when inputs are read (planner.golden.io)
+    assumed_dtypes: set[str] = field(default_factory=set)
 
     def tensor(self, name: str) -> Tensor:
         return self.tensors[name]
@@ -173,10 +195,7 @@ class Graph:
                 else:
                     rest.append(n)
             if not progress:
-                missing = sorted({i for n in rest for i in n.inputs if i not in available})
-                raise ValueError(
-                    f"graph has a cycle or uses undefined tensors: {', '.join(missing[:5])} "
-                    f"(needed by node {rest[0].name})")
+                raise ValueError(_unorderable(rest, available))
             pending = rest
         self.nodes = ordered
 

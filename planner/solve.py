@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from math import prod
 from pathlib import Path
@@ -31,6 +32,7 @@ from planner.tiling.solver import TileResult, solve_variant
 from planner.tiling.table import Table, build_table
 
 ALIGN = 4
+WEIGHT_ROUNDS = 6    # weights-to-L3 streaming rounds before giving up
 
 
 @dataclass
@@ -178,12 +180,28 @@ def _check_cores(hw: HardwareModel, cores: int | None) -> int:
     return cores
 
 
-def _infeasible(tiler: Tiler, desc: LayerDesc, node: Node, level: str, capacity: int) -> PlannerError:
+def _infeasible(tiler: Tiler, desc: LayerDesc, node: Node, level: str, capacity: int,
+                held: str = "") -> PlannerError:
+    """`held`: when the layer gets less than the level's usable bytes, what holds the rest
+    (e.g. "1,310,720 B usable minus 12,000 B of live activations ...")."""
     ev, v = tiler.smallest(desc)
     tiles = ", ".join(f"{k}={t}" for k, t in ev.tiles.items()) or "untiled"
+    if ev.footprint <= capacity:  # the smallest tiling fits the level: staging or the solver failed
+        return PlannerError(
+            f"layer {node.name} ({node.op}): no tiling found although the smallest one "
+            f"({ev.footprint:,} B, {v.label}; tiles {tiles}) fits the {capacity:,} B of {level}: "
+            f"either its L2 staging buffers ({ev.staging:,} B) do not fit beside the rest, or the "
+            f"tiler's time limit ({tiler.time_limit} deterministic units) was too short (raise "
+            "--time-limit)")
+    if not held:
+        room = f"{level} has {capacity:,} B usable"
+    elif capacity >= 0:
+        room = f"{level} has {capacity:,} B left for it ({held})"
+    else:
+        room = f"{level} has no room left for it ({held}: {-capacity:,} B over)"
     return PlannerError(
         f"layer {node.name} ({node.op}) does not fit {level}: its smallest footprint is "
-        f"{ev.footprint:,} B ({v.label}; tiles {tiles}) but {level} has {capacity:,} B usable: "
+        f"{ev.footprint:,} B ({v.label}; tiles {tiles}) but {room}: "
         f"{ev.footprint - capacity:,} B missing at {level}")
 
 
@@ -198,8 +216,10 @@ def solve(network: str | Path, hw_spec: str | Path, opts: SolveOptions | None = 
     if opts.fwsa == "on" and opts.dft == "off":
         raise UsageError("--fwsa on needs depth-first MHSA blocks (the FWSA kernel is depth-first; "
                          "--dft off plans every block layer by layer): use --dft auto or on")
-    if opts.time_limit <= 0:
-        raise UsageError(f"--time-limit must be positive, got {opts.time_limit}")
+    if not (math.isfinite(opts.time_limit) and opts.time_limit > 0):
+        raise UsageError(f"--time-limit must be a finite number > 0, got {opts.time_limit}")
+    if not 0 <= opts.seed < 2**31:
+        raise UsageError(f"--seed must be an integer from 0 to {2**31 - 1}, got {opts.seed}")
     if opts.fwsa_samples < 1:
         raise UsageError(f"FWSA deviation samples must be at least 1, got {opts.fwsa_samples}")
     hw0 = load_hw_model(hw_spec)
@@ -209,10 +229,10 @@ def solve(network: str | Path, hw_spec: str | Path, opts: SolveOptions | None = 
     cores = _check_cores(hw, opts.cores)
     graph = load_graph(network, opts.input_shapes)
     inputs = None
+    warnings: list[str] = []
     if opts.inputs is not None:
         from planner.golden.io import load_npz_inputs
-        inputs = load_npz_inputs(graph, opts.inputs)
-    warnings: list[str] = []
+        inputs = load_npz_inputs(graph, opts.inputs, notes=warnings)
     params = CostParams.from_hw(hw, cores)
     level = params.compute_level
     if "L2" not in hw.levels:
@@ -244,7 +264,7 @@ def solve(network: str | Path, hw_spec: str | Path, opts: SolveOptions | None = 
 
     # --- weights home: L2 if they fit beside the activations, else L3
     weight_home: dict[str, str] = {}
-    for attempt in range(6):
+    for attempt in range(WEIGHT_ROUNDS):
         ctx = BuildContext(_planning_graph(graph, unfused), params, hw.isa, level, weight_home=weight_home)
         pg = ctx.graph
         schedule = [n for n in pg.nodes if n.op not in LAYOUT_OPS]
@@ -270,8 +290,14 @@ def solve(network: str | Path, hw_spec: str | Path, opts: SolveOptions | None = 
                 f"L2: the weights leave {over:,} B too few for the activations ({l2_usable:,} B usable; "
                 "no L3 to stream weights from)")
         warnings.append(f"weights streamed from L3 (do not fit L2): {', '.join(sorted(moved))}")
-    else:  # pragma: no cover
-        raise PlannerError("weights placement did not converge")
+    else:
+        streamed = sum(1 for h in weight_home.values() if h == "L3")
+        hint = ("Give more L2 (--l2), or less L1 (--l1: weights streamed to L1 through L2 need L2 "
+                "staging buffers, smaller tiles smaller ones)" if level == "L1" else "Give more L2 (--l2)")
+        raise PlannerError(
+            f"L2: weights placement did not converge in {WEIGHT_ROUNDS} round(s) of streaming weights "
+            f"to L3 ({streamed} streamed): in round {WEIGHT_ROUNDS}, {over:,} B missing at L2 "
+            f"({l2_usable:,} B usable). {hint}")
 
     for l in layers:
         if not l.result.optimal:
@@ -450,7 +476,9 @@ def _tile_all(ctx: BuildContext, tiler: Tiler, schedule: list[Node], level: str,
                 need = tiler.smallest(desc)[0].footprint
                 if need <= cap + wl2:  # it fits once weights leave L2
                     raise _WeightsOverflow(need - cap)
-            raise _infeasible(tiler, desc, node, level, cap)
+            held = (f"{l2_usable:,} B usable minus {live[k]:,} B of live activations and {wl2:,} B "
+                    "of resident weights") if level == "L2" else ""
+            raise _infeasible(tiler, desc, node, level, cap, held)
         layers.append(_Layer(node, desc, r, k, parts_of.get(node.name)))
     return layers
 

@@ -6,21 +6,22 @@ import argparse
 from pathlib import Path
 
 from planner.errors import PlannerError, UsageError
+from planner.options import argtype, parse_cores, parse_seed, parse_size, parse_time_limit
 
 
-def _bytes_arg(text: str) -> int:
-    from planner.solve import parse_bytes
-    try:
-        return parse_bytes(text)
-    except UsageError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+PLAN_FILE = "plan.json"
+REPORT_FILE = "report.md"
 
 
 def register(sub, commands) -> None:
-    p = sub.add_parser("solve", help="tile every layer and plan memory: OUT/plan.json + OUT/report.md")
+    p = sub.add_parser("solve", help="tile every layer and plan memory: OUT/plan.json + OUT/report.md",
+                       description="Tile every layer and plan memory; write OUT/plan.json and "
+                                   "OUT/report.md. When a solve fails, the plan.json and report.md "
+                                   "of an earlier run in OUT are renamed to *.stale.")
     p.add_argument("network", help="ONNX file (QuantLib integer graph or QDQ int8 graph)")
     p.add_argument("hw", help="hardware model: hw_models/<name>.json or a bare name (gap9, stm32h7, stm32l4)")
-    p.add_argument("-o", "--output", required=True, metavar="OUT/", help="output directory")
+    p.add_argument("-o", "--output", required=True, metavar="OUT/",
+                   help="output directory (created if needed)")
     p.add_argument("--dft", default="auto", choices=("auto", "on", "off"),
                    help="depth-first MHSA: auto (per block, by cost model and memory), on, off "
                         "(layer-by-layer, for comparison); default auto")
@@ -31,8 +32,11 @@ def register(sub, commands) -> None:
     p.add_argument("--inputs", metavar="IN.npz",
                    help="graph inputs (arrays by position) on which the FWSA deviation is measured "
                         "(default: seeded random inputs)")
-    p.add_argument("--l1", type=_bytes_arg, metavar="BYTES", help="what-if L1 size (suffix K = 1024, M)")
-    p.add_argument("--l2", type=_bytes_arg, metavar="BYTES", help="what-if L2 size (suffix K = 1024, M)")
+    p.add_argument("--l1", type=argtype(parse_size), metavar="BYTES",
+                   help="what-if L1 size in bytes (suffix K = 1024, M = 1024^2; up to 4096M); the "
+                        "model's reserve for stacks and runtime is kept")
+    p.add_argument("--l2", type=argtype(parse_size), metavar="BYTES",
+                   help="what-if L2 size, same syntax as --l1")
     add_solver_options(p)
     p.add_argument("--no-emit", action="store_true",
                    help="plan only: do not write the C project (OUT/c/)")
@@ -42,42 +46,85 @@ def register(sub, commands) -> None:
 
 def add_solver_options(p: argparse.ArgumentParser) -> None:
     """Options every planning command shares (solve, explore)."""
-    p.add_argument("--cores", type=int, metavar="N", help="cores to use (default: the model's cores)")
-    p.add_argument("--time-limit", type=float, default=10.0, metavar="UNITS",
-                   help="CP-SAT deterministic time limit per layer (default 10)")
-    p.add_argument("--seed", type=int, default=0, help="CP-SAT random seed (default 0)")
+    p.add_argument("--cores", type=argtype(parse_cores), metavar="N",
+                   help="cores to use (default: the model's cores)")
+    p.add_argument("--time-limit", type=argtype(parse_time_limit), default=10.0, metavar="UNITS",
+                   help="CP-SAT deterministic time limit per layer, > 0 (default 10)")
+    p.add_argument("--seed", type=argtype(parse_seed), default=0, metavar="N",
+                   help="random seed of CP-SAT and of the FWSA deviation's random inputs, "
+                        "0..2147483647 (default 0)")
     p.add_argument("--input-shape", action="append", metavar="NAME=1x81x32",
-                   help="static shape of a graph input with dynamic dimensions (repeatable)")
+                   help="full shape of a graph input with dynamic dimensions (repeatable); "
+                        "static dimensions must keep the model's sizes")
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
-    from planner.frontend.onnx_io import parse_input_shapes
-    from planner.report import console_summary, write_report
-    from planner.solve import SolveOptions, solve
-
-    if args.cores is not None and args.cores < 1:
-        raise UsageError(f"--cores must be at least 1, got {args.cores}")
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise UsageError(f"-o {out}: exists and is not a directory")
+    files = [out / PLAN_FILE, out / REPORT_FILE]
+    try:
+        return _solve_into(args, out)
+    except (PlannerError, KeyboardInterrupt) as exc:
+        # the files of an earlier solve must not pass for this run's result
+        from planner.outputs import retire
+        moved = retire(files)
+        if not moved:
+            raise
+        note = (f"planner: note: the {' and '.join(p.name for p in moved)} of an earlier solve in "
+                f"{out} were renamed to *.stale (this solve failed)")
+        if isinstance(exc, PlannerError):
+            raise type(exc)(f"{exc}\n{note}") from None
+        import sys
+        print(note, file=sys.stderr)
+        raise
+
+
+def _solve_into(args: argparse.Namespace, out: Path) -> int:
+    from planner.frontend.onnx_io import parse_input_shapes
+    from planner.outputs import drop_stale, write_atomic
+    from planner.report import console_summary, write_report
+    from planner.solve import SolveOptions, solve
+
+    _check_sizes(args)
     opts = SolveOptions(dft=args.dft, fwsa=args.fwsa, l1=args.l1, l2=args.l2, cores=args.cores,
                         time_limit=args.time_limit, seed=args.seed,
                         input_shapes=parse_input_shapes(args.input_shape), inputs=args.inputs)
     sol = solve(args.network, args.hw, opts)
+    plan_path, report_path = out / PLAN_FILE, out / REPORT_FILE
     try:
         out.mkdir(parents=True, exist_ok=True)
-        sol.plan.write(out / "plan.json")
-        write_report(sol.plan, out / "report.md")
         emitted = None
         if not args.no_emit:
             from codegen.project import emit
             emitted = emit(sol.plan, sol.graph, out)
+        write_atomic(report_path, lambda p: write_report(sol.plan, p))
+        write_atomic(plan_path, sol.plan.write)
+        drop_stale([plan_path, report_path])
     except OSError as exc:
         raise PlannerError(f"cannot write to {out}: {exc}") from None
     if not args.quiet:
         print(console_summary(sol.plan))
-        print(f"\nwrote {out / 'plan.json'} and {out / 'report.md'}"
+        print(f"\nwrote {plan_path} and {report_path}"
               + (f", C project in {emitted.root}/" if emitted is not None else ""))
     for w in sol.plan.warnings:
         print(f"planner: warning: {w}")
     return 0
+
+
+def _check_sizes(args: argparse.Namespace) -> None:
+    """--l1/--l2 must leave something above the model's reserve: a usage error, said in the
+    option's own terms (explore records such a size as an infeasible point instead)."""
+    if args.l1 is None and args.l2 is None:
+        return
+    from planner.hw import load_hw_model
+    hw = load_hw_model(args.hw)
+    for key, size in (("L1", args.l1), ("L2", args.l2)):
+        if size is None or not hw.has_level(key):
+            continue  # a missing level is solve's error, with the levels listed
+        reserve = hw.levels[key].reserve
+        if size <= reserve:
+            raise UsageError(
+                f"--{key.lower()} {size:,} B: at or below the {reserve:,} B that '{hw.name}' reserves at "
+                f"{key} for stacks and runtime, so nothing would be usable; give more than "
+                f"{reserve // 1024 if reserve % 1024 == 0 else reserve:,}{'K' if reserve % 1024 == 0 else ' B'}")

@@ -144,6 +144,15 @@ BAD = {
     "level number without source": (_del_source("levels.L2.dma_setup_cycles"), ["levels.L2.dma_setup_cycles", "_source"]),
     "source for no field": (_add_source("levels.L1.sise"), ["_source.levels.L1.sise"]),
     "empty source": (_set("_source.cores", ""), ["_source.cores", "non-empty"]),
+    # implausible figures (issue 13): each would pass "> 0" and wreck the cost model or the plan
+    "size above 4 GiB": (_set("levels.L2.size", 1e30), ["levels.L2.size", "<= 4294967296"]),
+    "frequency of 1e30 Hz": (_set("frequency_hz", 1e30), ["frequency_hz", "<= 10000000000"]),
+    "bandwidth of 1e-300": (_set("levels.L1.bandwidth_bytes_per_cycle", 1e-300),
+                            ["levels.L1.bandwidth_bytes_per_cycle", ">= 0.001"]),
+    "efficiency of 1e9": (_set("kernel_efficiency.linear", 1e9), ["kernel_efficiency.linear", "<= 1000"]),
+    "element cost of 1e-9": (_set("kernel_efficiency.gelu", 1e-9), ["kernel_efficiency.gelu", ">= 0.001"]),
+    "2048 cores": (_set("cores", 2048), ["cores", "<= 1024"]),
+    "setup of 1e12 cycles": (_set("levels.L2.dma_setup_cycles", 10**12), ["levels.L2.dma_setup_cycles", "<= 1000000"]),
 }
 
 
@@ -165,6 +174,30 @@ def test_bad_model_is_a_clear_error(tmp_path: Path, case: str) -> None:
     assert "mutant_gap9.json" in msg
     for text in expected:
         assert text in msg, f"{case}: {text!r} not in {msg!r}"
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_numbers_are_refused(tmp_path: Path, token: str) -> None:
+    text = (HW_DIR / "gap9.json").read_text().replace('"linear": 2.0', f'"linear": {token}', 1)
+    path = tmp_path / "nonfinite.json"
+    path.write_text(text)
+    line = text[:text.index(f'"linear": {token}')].count("\n") + 1
+    with pytest.raises(PlannerError, match=rf"nonfinite\.json: field 'linear' \(line {line}\): {token} is "
+                                           "not a JSON number"):
+        load_hw_model(path)
+
+
+def test_duplicate_keys_are_refused(tmp_path: Path) -> None:
+    text = (HW_DIR / "gap9.json").read_text().replace('"size": 131072,', '"size": 131072,\n "size": 262144,', 1)
+    path = tmp_path / "dup.json"
+    path.write_text(text)
+    with pytest.raises(PlannerError, match=r"dup\.json: key 'size' appears twice in one object"):
+        load_hw_model(path)
+
+
+def test_override_above_4_gib() -> None:
+    with pytest.raises(PlannerError, match="L2 override.*4 GiB"):
+        with_overrides(load_hw_model("gap9"), l2=(4 << 30) + 1024)
 
 
 def test_integer_written_as_float_is_accepted(tmp_path: Path) -> None:

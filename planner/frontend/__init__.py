@@ -47,13 +47,15 @@ def finish_import(graph: Graph, path: Path, fuse: bool) -> Graph:
     """Common tail of every frontend: order, shapes, canonical fusions."""
     try:
         graph.toposort()
+        infer_shapes(graph)
+        if fuse:
+            from planner.transforms import canonicalize
+            canonicalize(graph)
+            infer_shapes(graph)
     except ValueError as exc:
         raise PlannerError(f"{path}: {exc}") from None
-    infer_shapes(graph)
-    if fuse:
-        from planner.transforms import canonicalize
-        canonicalize(graph)
-        infer_shapes(graph)
+    except PlannerError as exc:  # a node whose shapes do not fit: name the file too
+        raise PlannerError(f"{path}: {exc}") from None
     graph.remove_unused()
     return graph
 

@@ -36,7 +36,62 @@ def load_model(path: str | Path) -> onnx.ModelProto:
     if not model.graph.node:
         raise PlannerError(f"{path}: not an ONNX model with a graph (no nodes found); "
                            "is the file truncated or of another format?")
+    check_opset(model, path)
+    check_tensor_names(model, path)
     return model
+
+
+def check_opset(model: onnx.ModelProto, path: Path) -> None:
+    """The default-domain opset must be one the installed onnx knows (the frontends read ops by
+    the semantics of the known opsets; a newer one may have changed them)."""
+    newest = onnx.defs.onnx_opset_version()
+    for op in model.opset_import:
+        if op.domain in ("", "ai.onnx") and not 1 <= op.version <= newest:
+            raise PlannerError(
+                f"{path}: imports opset {op.version} of the default ONNX domain; the installed onnx "
+                f"{onnx.__version__} knows opsets 1 to {newest}. Re-export the model with a known "
+                "opset (e.g. torch.onnx.export(..., opset_version=17))")
+
+
+def check_tensor_names(model: onnx.ModelProto, path: Path) -> None:
+    """Every tensor defined once (initializer, graph input, Constant or node output) and every
+    node input defined somewhere: the root cause, before any ordering or import step trips on it."""
+    g = model.graph
+    defined: dict[str, str] = {}  # tensor -> what defines it
+
+    def define(name: str, what: str) -> None:
+        if not name:
+            return
+        if name in defined and defined[name] != what:
+            raise PlannerError(
+                f"{path}: tensor '{name}' is defined twice: by {defined[name]} and by {what}; "
+                "every tensor name must be defined once (rename one)")
+        if name in defined:  # the same initializer or node output listed twice
+            raise PlannerError(f"{path}: {what} appears twice for tensor '{name}'; every tensor name "
+                               "must be defined once (remove or rename one)")
+        defined[name] = what
+
+    for t in g.initializer:
+        define(t.name, f"initializer '{t.name}'")
+    inits = set(defined)
+    for vi in g.input:
+        if vi.name not in inits:  # older exporters list initializers among the inputs too
+            define(vi.name, f"graph input '{vi.name}'")
+    for idx, n in enumerate(g.node):
+        label = f"node '{n.name or f'{n.op_type}_{idx}'}' ({n.op_type})"
+        for o in n.output:
+            define(o, label)
+    for idx, n in enumerate(g.node):
+        for k, i in enumerate(n.input):
+            if i and i not in defined:
+                raise PlannerError(
+                    f"{path}: tensor '{i}' (input {k} of node '{n.name or f'{n.op_type}_{idx}'}', "
+                    f"{n.op_type}) is not defined: no node produces it and it is neither a graph "
+                    "input nor an initializer. Is its producer missing, or the name misspelt?")
+    for o in g.output:
+        if o.name not in defined:
+            raise PlannerError(f"{path}: graph output '{o.name}' is not produced by any node, graph "
+                               "input or initializer")
 
 
 def parse_input_shapes(specs: list[str] | None) -> dict[str, tuple[int, ...]]:
@@ -75,25 +130,65 @@ def graph_inputs(model: onnx.ModelProto, path: Path,
             continue
         names.append(vi.name)
         ttype = vi.type.tensor_type
+        declared = _declared_dims(vi, path)
         if vi.name in overrides:
-            shape = overrides[vi.name]
+            shape = _override(vi.name, declared, overrides[vi.name])
+        elif declared is None:
+            raise PlannerError(f"{path}: input '{vi.name}' declares no shape; give it with "
+                               f"--input-shape {vi.name}=1x...")
         else:
-            dims = []
-            for k, d in enumerate(ttype.shape.dim):
-                if d.HasField("dim_value") and d.dim_value > 0:
-                    dims.append(d.dim_value)
-                else:
-                    label = d.dim_param or "?"
+            for k, d in enumerate(declared):
+                if not isinstance(d, int):
                     raise PlannerError(
-                        f"{path}: input '{vi.name}' has a dynamic dimension {k} ('{label}'); "
+                        f"{path}: input '{vi.name}' has a dynamic dimension {k} ('{d}'); "
                         f"give the full shape with --input-shape {vi.name}=1x...")
-            shape = tuple(dims)
+            shape = tuple(declared)
         result.append(GraphInput(vi.name, shape, ONNX_INT_DTYPES.get(ttype.elem_type)))
     unknown = set(overrides) - set(names)
     if unknown:
         raise UsageError(f"--input-shape names {', '.join(sorted(unknown))}, but the graph inputs "
                          f"are: {', '.join(names)}")
     return result
+
+
+def _declared_dims(vi: onnx.ValueInfoProto, path: Path) -> list[int | str] | None:
+    """An input's declared dims: positive ints, or the name of a dynamic one ('?' when unnamed);
+    None when no shape is declared at all. A zero or negative size is an error, not dynamic."""
+    ttype = vi.type.tensor_type
+    if not ttype.HasField("shape"):
+        return None
+    dims: list[int | str] = []
+    for k, d in enumerate(ttype.shape.dim):
+        if d.HasField("dim_value"):
+            if d.dim_value <= 0:
+                raise PlannerError(
+                    f"{path}: input '{vi.name}' declares dimension {k} as {d.dim_value}; a static size "
+                    "must be positive (a dynamic dimension has a name, dim_param, or no value). Fix "
+                    "the model's input shape")
+            dims.append(d.dim_value)
+        else:
+            dims.append(d.dim_param or "?")
+    return dims
+
+
+def _fmt_dims(dims: list[int | str] | tuple[int, ...]) -> str:
+    return "x".join(str(d) for d in dims) or "scalar"
+
+
+def _override(name: str, declared: list[int | str] | None, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """--input-shape sets the dynamic dimensions; the rank and the static sizes stay the model's."""
+    given = f"--input-shape {name}={_fmt_dims(shape)}"
+    if declared is None:
+        return shape
+    if len(shape) != len(declared):
+        raise UsageError(f"{given}: gives {len(shape)} dimension(s), but input '{name}' has "
+                         f"{len(declared)} ({_fmt_dims(declared)}; a name or '?' marks a dynamic one)")
+    for k, (d, v) in enumerate(zip(declared, shape)):
+        if isinstance(d, int) and d != v:
+            raise UsageError(f"{given}: dimension {k} of input '{name}' is static in the model ({d}), "
+                             f"got {v}; --input-shape sets dynamic dimensions only (declared shape "
+                             f"{_fmt_dims(declared)}; a name or '?' marks a dynamic one)")
+    return shape
 
 
 def attr_dict(node: onnx.NodeProto) -> dict[str, Any]:

@@ -223,7 +223,8 @@ def import_quantlib(model: onnx.ModelProto, path: Path, inputs: list[GraphInput]
     imp.run()
     graph = Graph(name=model.graph.name or path.stem, tensors=imp.tensors, nodes=imp.nodes,
                   inputs=imp.input_names, outputs=[o.name for o in model.graph.output],
-                  source=str(path), flavour="quantlib", notes=imp.notes)
+                  source=str(path), flavour="quantlib", notes=imp.notes,
+                  assumed_dtypes={gi.name for gi in inputs if gi.dtype is None})
     for n in graph.nodes:
         for o in n.outputs:
             graph.tensors.setdefault(o, Tensor(o, (), "int32"))

@@ -18,9 +18,48 @@ def _read_npz(path: str | Path) -> list[tuple[str, np.ndarray]]:
         raise PlannerError(f"{path}: no such file")
     try:
         with np.load(path, allow_pickle=False) as data:
-            return [(k, data[k]) for k in data.files]
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise PlannerError(f"{path}: a single .npy array, not an .npz archive; save the "
+                                   "arrays with numpy.savez")
+            arrays = [(k, data[k]) for k in data.files]
+    except PlannerError:
+        raise
     except Exception as exc:
-        raise PlannerError(f"{path}: not a readable .npz file ({exc})") from None
+        raise PlannerError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
+    for k, a in arrays:
+        if not isinstance(a, np.ndarray):  # numpy returns a member without the .npy header as bytes
+            raise PlannerError(f"{path}: member '{k}' is not a numpy array (no .npy header, "
+                               f"{len(a)} bytes); write the file with numpy.savez")
+    return arrays
+
+
+def _surplus(path: Path, arrays: list, used: int, what: str, notes: list[str]) -> None:
+    if len(arrays) > used:
+        extra = ", ".join(f"'{k}'" for k, _ in arrays[used:])
+        notes.append(f"{path}: {len(arrays)} arrays for {used} {what}: ignored {extra} (arrays are "
+                     "matched by position)")
+
+
+def _check_dtype_range(graph: Graph, path: Path, key: str, name: str, vals: np.ndarray,
+                       notes: list[str]) -> None:
+    """Values must fit the input's integer type; an assumed type (float in ONNX) is only noted."""
+    if not vals.size:
+        return
+    dtype = graph.tensors[name].dtype
+    lo, hi = DTYPE_RANGES[dtype]
+    vmin, vmax = int(vals.min()), int(vals.max())
+    if lo <= vmin and vmax <= hi:
+        return
+    what = (f"array '{key}' (graph input '{name}') has values from {vmin} to {vmax}, outside "
+            f"{dtype} [{lo}, {hi}]")
+    i32lo, i32hi = DTYPE_RANGES["int32"]
+    if name in graph.assumed_dtypes and i32lo <= vmin and vmax <= i32hi:
+        notes.append(f"{path}: {what}, the type assumed for planning (the ONNX input is float): the "
+                     "golden model runs on the values as given; the plan counts the input as "
+                     f"{dtype}")
+        return
+    raise PlannerError(f"{path}: {what}, its type in the model; quantize the input to {dtype} "
+                       "(or check that the arrays are in input order)")
 
 
 def _as_int64(path: Path, key: str, arr: np.ndarray) -> np.ndarray:
@@ -30,13 +69,16 @@ def _as_int64(path: Path, key: str, arr: np.ndarray) -> np.ndarray:
     return arr.astype(np.int64)
 
 
-def load_npz_inputs(graph: Graph, path: str | Path) -> list[np.ndarray]:
-    """The k-th array feeds the k-th graph input; names are irrelevant, surplus ignored.
+def load_npz_inputs(graph: Graph, path: str | Path, notes: list[str] | None = None) -> list[np.ndarray]:
+    """The k-th array feeds the k-th graph input; names are irrelevant, surplus ignored (and
+    noted). Integer values must fit the input's dtype (noted only when the dtype is assumed).
 
     For QDQ graphs a float array holds real values and is quantized with the input's scale and
     zero point; an integer array is taken as already quantized.
+    notes: where the notes go (default: graph.notes).
     """
     path = Path(path)
+    notes = graph.notes if notes is None else notes
     arrays = _read_npz(path)
     if len(arrays) < len(graph.inputs):
         raise PlannerError(f"{path}: has {len(arrays)} array(s), the graph needs {len(graph.inputs)} "
@@ -53,19 +95,20 @@ def load_npz_inputs(graph: Graph, path: str | Path) -> list[np.ndarray]:
             vals = quantize_input(graph, name, arr)
         else:
             vals = _as_int64(path, key, arr)
-        lo, hi = DTYPE_RANGES["int32"]
-        if vals.size and (vals.min() < lo or vals.max() > hi):
-            raise PlannerError(f"{path}: array '{key}' has values outside int32")
+        _check_dtype_range(graph, path, key, name, vals, notes)
         result.append(vals)
+    _surplus(path, arrays, len(graph.inputs), "graph input(s)", notes)
     return result
 
 
-def load_npz_outputs(graph: Graph, path: str | Path) -> list[np.ndarray]:
+def load_npz_outputs(graph: Graph, path: str | Path, notes: list[str] | None = None) -> list[np.ndarray]:
     path = Path(path)
+    notes = graph.notes if notes is None else notes
     arrays = _read_npz(path)
     if len(arrays) < len(graph.outputs):
         raise PlannerError(f"{path}: has {len(arrays)} array(s), the graph has {len(graph.outputs)} "
                            "output(s); arrays are matched by position")
+    _surplus(path, arrays, len(graph.outputs), "graph output(s)", notes)
     return [_as_int64(path, k, a) for k, a in arrays[:len(graph.outputs)]]
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from planner.errors import PlannerError
 from planner.golden import ops
 from planner.ir import Graph, Node, Requant
+from planner.limits import check_elements, fmt_shape
 
 Impl = Callable[[Node, list[np.ndarray]], list[np.ndarray]]
 IMPLS: dict[str, Impl] = {}
@@ -279,13 +280,46 @@ def run_nodes(nodes: list[Node], env: dict[str, np.ndarray], unfused: bool = Fal
         fn = IMPLS.get(node.op)
         if fn is None:
             raise PlannerError(f"node {node.name}: the golden model has no implementation of {node.op}")
+        args = [env[i] if i else None for i in node.inputs]
+        out_shape = _predicted_shape(node, args)
+        if out_shape is not None:
+            check_elements(out_shape, f"the output of node {node.name} ({node.op})",
+                           "; is an input dimension (e.g. the sequence length) far larger than intended?",
+                           verb="would have")
         try:
-            outs = fn(node, [env[i] if i else None for i in node.inputs])
+            outs = fn(node, args)
         except ops.RangeError as exc:
             raise PlannerError(f"golden model: {exc}; the C kernels keep this value in 32 bits, "
                                "so the network cannot run bit-exactly as quantized") from None
+        except (ValueError, IndexError) as exc:  # numpy: shapes that do not fit together
+            shapes = ", ".join(f"{i} {fmt_shape(a.shape)}" for i, a in zip(node.inputs, args) if a is not None)
+            raise PlannerError(f"node {node.name} ({node.op}) cannot run on its inputs ({shapes}): "
+                               f"{exc}") from None
+        except MemoryError:
+            raise PlannerError(f"node {node.name} ({node.op}): out of host memory in the golden model "
+                               "(inputs " + ", ".join(fmt_shape(a.shape) for a in args if a is not None)
+                               + ")") from None
         for name, val in zip(node.outputs, outs):
             env[name] = np.asarray(val, dtype=np.int64)
+
+
+def _predicted_shape(node: Node, args: list[np.ndarray | None]) -> tuple[int, ...] | None:
+    """The output shape of the ops whose output can outgrow their inputs (matrix products,
+    broadcasting), from the input shapes alone; None when not predicted (or the shapes clash:
+    the op itself then reports it)."""
+    try:
+        if node.op == "Linear":
+            return tuple(args[0].shape[:-1]) + (args[1].shape[0],)
+        if node.op == "MatMul":
+            a, b = args[0].shape, args[1].shape
+            if len(a) < 2 or len(b) < 2:
+                return None
+            return tuple(np.broadcast_shapes(a[:-2], b[:-2])) + (a[-2], b[-1])
+        if node.op in ("Add", "Sub", "Mul"):
+            return tuple(np.broadcast_shapes(*(x.shape for x in args if x is not None)))
+    except (ValueError, IndexError, AttributeError):
+        return None
+    return None
 
 
 def run_graph(graph: Graph, inputs: list[np.ndarray], unfused: bool = False,
@@ -296,6 +330,7 @@ def run_graph(graph: Graph, inputs: list[np.ndarray], unfused: bool = False,
     """
     env: dict[str, np.ndarray] = {n: t.data for n, t in graph.tensors.items() if t.is_const}
     for name, arr in zip(graph.inputs, inputs):
+        check_elements(np.shape(arr), f"graph input '{name}'")
         env[name] = np.asarray(arr, dtype=np.int64)
     _CHECK_RANGES[0] = check_ranges
     try:
