@@ -344,6 +344,33 @@ _add(KernelDesc(
 ))
 
 _add(KernelDesc(
+    name="bmatmul_i32",
+    c_functions={"default": "kl_bmatmul_i32"},
+    prototype=("void kl_bmatmul_i32(const int32_t *a, int32_t a_bs, int32_t a_rs, const int32_t *b, "
+               "int b_trans, int32_t b_bs, int32_t b_rs, void *y, int32_t y_bs, int32_t y_rs, "
+               "int32_t batch, int32_t M, int32_t N, int32_t K, const kl_rq_t *rq, int core_id, "
+               "int n_cores);"),
+    dims=("batch", "M", "N", "K"),
+    split_doc="the batch*M output rows when batch*M >= n_cores, else columns N of every batch",
+    split=lambda d, n: "batch*M" if d["batch"] * d["M"] >= n else "N",
+    operands=(
+        Operand("a", "in", "int32", ("batch", "M", "K"), "batch stride a_bs, row stride a_rs",
+                ("a_bs", "a_rs"), "K"),
+        Operand("b", "in", "int32", ("batch", "K", "N"),
+                "[batch][K][N] (b_trans=0) or [batch][N][K] (b_trans=1)", ("b_bs", "b_rs")),
+        Operand("y", "out", "8bit", ("batch", "M", "N"), "batch stride y_bs, row stride y_rs",
+                ("y_bs", "y_rs"), "N"),
+    ),
+    scratch=lambda d, n, isa: 0,
+    scratch_doc="none",
+    rules=(_pos("batch", "M", "N", "K"), *_RQ_RULES),
+    cost_unit="MAC",
+    cost=lambda d: d["batch"] * d["M"] * d["N"] * d["K"],
+    golden="np.matmul (batched) of int32 operands, requant_shift; sums exact when they fit int32",
+    notes="For graphs whose activations are int32 tensors; products and sums modulo 2^32.",
+))
+
+_add(KernelDesc(
     name="transpose8",
     c_functions={"default": "kl_transpose8"},
     prototype=("void kl_transpose8(const void *x, int32_t x_rs, void *y, int32_t y_rs, "
@@ -790,7 +817,7 @@ def as_json() -> dict:
 # "mhsa_chunk"; kl_softmax_rows (the table softmax they run inside) at "softmax".
 COST_KEYS: dict[str, str] = {
     "linear": "linear", "linear_finalize": "requant", "requant": "requant",
-    "matmul_nt": "matmul", "matmul_nn": "matmul", "bmatmul": "matmul", "transpose8": "requant",
+    "matmul_nt": "matmul", "matmul_nn": "matmul", "bmatmul": "matmul", "bmatmul_i32": "matmul", "transpose8": "requant",
     "isoftmax": "softmax", "itamax": "softmax", "ita_partial_max": "softmax",
     "softmax_rows": "softmax", "ilayernorm": "layernorm", "igelu": "gelu", "add_rq": "add",
     "mhsa_chunk": "mhsa_chunk", "mhsa_block": "mhsa_chunk",

@@ -99,7 +99,7 @@ def test_failed_solve_retires_the_previous_plan(tmp_path, capsys):
     # the next good solve writes fresh files and drops the stale copies; no temporary left behind
     rc, _, _ = run(["solve", net, "gap9", "-o", out, "-q"], capsys)
     assert rc == 0
-    assert sorted(p.name for p in out.iterdir()) == ["plan.json", "report.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["c", "plan.json", "report.md"]
     assert (out / "plan.json").read_text() == old_plan  # same inputs, byte-identical plan
 
 

@@ -28,16 +28,18 @@ def emit(ctx: EmitContext, lp: LayerPlan, index: int) -> LayerCode:
     if node.attrs.get("zp_a") or node.attrs.get("zp_b"):
         raise PlannerError(f"code generator: layer {lp.name}: MatMul with activation zero points "
                            "(row/column corrections at run time) is not supported yet")
+    wide = "bmatmul_i32" in lp.kernel
     for t in (a, b):
-        if g.tensors[t].dtype not in ("int8", "uint8"):
+        if g.tensors[t].dtype not in (("int32",) if wide else ("int8", "uint8")):
             raise PlannerError(f"code generator: layer {lp.name}: operand '{t}' is "
-                               f"{g.tensors[t].dtype}; kl_bmatmul takes 8-bit operands")
+                               f"{g.tensors[t].dtype}; {lp.kernel} takes "
+                               f"{'int32' if wide else '8-bit'} operands")
     ash, bsh, ysh = g.tensors[a].shape, g.tensors[b].shape, g.tensors[y].shape
     M, K, N = ash[-2], ash[-1], bsh[-1]
     B = prod(ysh[:-2]) if len(ysh) > 2 else 1
     a_batched = len(ash) > 2 and prod(ash[:-2]) > 1
     b_batched = len(bsh) > 2 and prod(bsh[:-2]) > 1
-    nt = "matmul_nt" in lp.kernel or "kl_matmul_nt" in lp.kernel
+    nt = "matmul_nt" in lp.kernel
     ea, eb, ey = elem_bytes(g, a), elem_bytes(g, b), elem_bytes(g, y)
     if a_batched:
         e.add(describe_buffer(ctx, lp, e.need("a"), (B, M, K), ("B", "M", None), ea))
@@ -73,6 +75,7 @@ def emit(ctx: EmitContext, lp: LayerPlan, index: int) -> LayerCode:
         "b_bs": f"t->st[{ib}][0]" if b_batched else "0", "b_rs": f"t->st[{ib}][{1 if b_batched else 0}]",
         "y": e.ptr("y", "void"), "y_bs": e.st("y", 0), "y_rs": e.st("y", 1),
         "scratch": e.ptr("scratch", "void") if e.buf("scratch") is not None else "NULL",
+        "wide": wide,
     }
     e.code.body = render("matmul.c.mako", L=L)
     return e.code

@@ -6,7 +6,7 @@
 #   make DEFS=-DNR_CHECK_LAYERS also print every layer's output
 CC ?= gcc
 CFLAGS ?= -O2
-WARN := -Wall -Wextra -Werror -std=c99
+WARN := -Wall -Wextra -Werror -Wvla -std=c99
 BUILD ?= build/host
 INPUTS ?= src/net_test_inputs.c
 DEFS ?=

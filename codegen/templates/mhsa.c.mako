@@ -219,8 +219,7 @@ static void layer_${L['ident']}(int core_id, int n_cores)
 % for line in L['rq']['o']:
         ${line}
 % endfor
-        kl_linear_finalize(acc, ${E}, ${f"(const int32_t *){buf('bo')}" if has['bo'] else 'NULL'}, acc, ${4 * E}, ${S}, ${E}, &rq_o,
-                           core_id, n_cores);
+        nr_finalize_rows(acc, ${E}, ${f"(const int32_t *){buf('bo')}" if has['bo'] else 'NULL'}, ${S}, &rq_o, core_id, n_cores);
         nr_barrier();
         if (c0) {
             off[1] = 0; ext[1] = ${S};
@@ -242,8 +241,7 @@ static void layer_${L['ident']}(int core_id, int n_cores)
             nr_wait_in(${L['id']}, nr_buf_load(&B[${L['acck']}], off, ext, 0));
         }
         nr_barrier();
-        kl_linear_finalize(acc, ${E}, ${f"(const int32_t *){buf('bo')}" if has['bo'] else 'NULL'}, acc, ${4 * E}, xn, ${E}, &rq_o,
-                           core_id, n_cores);
+        nr_finalize_rows(acc, ${E}, ${f"(const int32_t *){buf('bo')}" if has['bo'] else 'NULL'}, xn, &rq_o, core_id, n_cores);
         nr_barrier();
         if (c0) {
             nr_compact_rows(acc, xn, ${E}, ${4 * E});

@@ -60,6 +60,25 @@ extern const uint32_t net_${lv.lower()}_image_offset, net_${lv.lower()}_image_by
 extern const uint8_t net_${lv.lower()}_image[];
 % endfor
 
+% if any(not c.engine for c in N['layers']):
+/* Y = RQ(acc + bias) written in place over the int32 accumulator rows [rows][E] (8-bit row r at
+ * byte 4*E*r; nr_compact_rows packs them): rows are split across cores, never columns, so that
+ * no core overwrites an int32 another core has yet to read. */
+static void nr_finalize_rows(int32_t *acc, int32_t E, const int32_t *bias, int32_t rows,
+                             const kl_rq_t *rq, int core_id, int n_cores)
+{
+    int32_t lo, hi;
+    kl_rq_t r = *rq;
+    kl_split(rows, core_id, n_cores, &lo, &hi);
+    if (lo >= hi)
+        return;
+    r.mul += lo * r.mul_sr;
+    if (r.add)
+        r.add += lo * r.add_sr;
+    kl_linear_finalize(acc + lo * E, E, bias, (int8_t *)(acc + lo * E), 4 * E, hi - lo, E, &r, 0, 1);
+}
+% endif
+
 /* ---- layers ------------------------------------------------------------------------------ */
 % for c in N['layers']:
 <% lp = c.lp %>\

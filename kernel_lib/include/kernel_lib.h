@@ -103,6 +103,13 @@ void kl_bmatmul(const void *a, int a_signed, int32_t a_bs, int32_t a_rs, const v
                 const int32_t *row_corr, const int32_t *col_corr, const kl_rq_t *rq,
                 void *scratch, int core_id, int n_cores);
 
+/* As kl_bmatmul with int32 operands A[B][M][K], B[B][K][N] (b_trans: [B][N][K]); sums formed
+ * modulo 2^32, exact when they fit int32 (the golden model checks it). Portable C only. */
+void kl_bmatmul_i32(const int32_t *a, int32_t a_bs, int32_t a_rs, const int32_t *b, int b_trans,
+                    int32_t b_bs, int32_t b_rs, void *y, int32_t y_bs, int32_t y_rs,
+                    int32_t batch, int32_t M, int32_t N, int32_t K, const kl_rq_t *rq,
+                    int core_id, int n_cores);
+
 /* Y[cols][rows] = X[rows][cols]^T (int8 bytes; also usable for uint8). Split: output rows. */
 void kl_transpose8(const void *x, int32_t x_rs, void *y, int32_t y_rs, int32_t rows,
                    int32_t cols, int core_id, int n_cores);

@@ -348,3 +348,40 @@ void kl_requant(const int32_t *x, int32_t x_rs, void *y, int32_t y_rs, int32_t r
 {
     kl_linear_finalize(x, x_rs, 0, y, y_rs, rows, cols, rq, core_id, n_cores);
 }
+
+/* int32 operands (graphs whose activations are int32 tensors): the products and their sum are
+ * formed modulo 2^32 (unsigned), which equals the exact sum whenever that fits int32 -- the golden
+ * model checks that it does. Portable C only. Split: batch*M rows, else columns N. */
+void kl_bmatmul_i32(const int32_t *a, int32_t a_bs, int32_t a_rs, const int32_t *b, int b_trans,
+                    int32_t b_bs, int32_t b_rs, void *y, int32_t y_bs, int32_t y_rs,
+                    int32_t batch, int32_t M, int32_t N, int32_t K, const kl_rq_t *rq,
+                    int core_id, int n_cores)
+{
+    const int32_t lo_c = kl_qlo(rq->n_levels, rq->is_signed);
+    const int32_t hi_c = kl_qhi(rq->n_levels, rq->is_signed);
+    int32_t r0, r1, c0 = 0, c1 = N, row, n, k;
+    if ((int64_t)batch * M >= n_cores) {
+        kl_split(batch * M, core_id, n_cores, &r0, &r1);
+    } else {
+        r0 = 0;
+        r1 = batch * M;
+        kl_split(N, core_id, n_cores, &c0, &c1);
+    }
+    for (row = r0; row < r1; row++) {
+        const int32_t bi = row / M, m = row % M;
+        const int32_t *ar = a + bi * a_bs + m * a_rs;
+        const int32_t *bb = b + bi * b_bs;
+        for (n = c0; n < c1; n++) {
+            uint32_t acc = 0;
+            int32_t mul, add;
+            for (k = 0; k < K; k++) {
+                const int32_t bv = b_trans ? bb[n * b_rs + k] : bb[k * b_rs + n];
+                acc += (uint32_t)ar[k] * (uint32_t)bv;
+            }
+            mul = rq->mul[bi * rq->mul_sb + m * rq->mul_sr + n * rq->mul_sc];
+            add = rq->add ? rq->add[bi * rq->add_sb + m * rq->add_sr + n * rq->add_sc] : 0;
+            ((uint8_t *)y)[bi * y_bs + m * y_rs + n] =
+                (uint8_t)kl_requant1((int32_t)acc, mul, add, rq->shift, lo_c, hi_c);
+        }
+    }
+}

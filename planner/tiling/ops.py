@@ -169,8 +169,10 @@ def matmul(ctx: BuildContext, node: Node) -> LayerDesc:
     b_batched = prod(bsh[:-2]) > 1 if len(bsh) > 2 else False
     prod_b = g.producer(b)
     kname = "matmul_nt" if prod_b is not None and prod_b.op == "Transpose" else "matmul_nn"
+    if "int32" in (g.tensors[a].dtype, g.tensors[b].dtype):
+        kname = "bmatmul_i32"  # int32 activations: the portable int32-operand kernel
     k_ = kernel(kname, ctx.isa)
-    full = {"M": m, "N": n, "K": kk}
+    full = {"batch": batch, "M": m, "N": n, "K": kk}
     cores = ctx.cores
     dB = _dim(ctx, "B", batch, None, None, None)
     dM = _dim(ctx, "M", m, k_, full, "M", dominated=False)

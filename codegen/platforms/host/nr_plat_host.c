@@ -207,6 +207,7 @@ void nr_prof_end(int layer) { (void)layer; }
 void nr_write(const char *s, unsigned n)
 {
     fwrite(s, 1, n, stdout);
+    fflush(stdout); /* the last line before a crash must reach `planner run` */
 }
 
 void nr_exit(int code)
