@@ -136,7 +136,8 @@ def _images(ctx: EmitContext, layers: list[LayerCode]) -> dict[str, tuple[int, b
         w = ctx.plan.memory.get(lv, {}).get("weights", {})
         if not w:
             continue
-        lo = min(int(e["offset"]) for e in w.values())
+        # the L3 image starts at the arena's origin (where L3 is memory-mapped it IS the arena)
+        lo = 0 if lv == "L3" else min(int(e["offset"]) for e in w.values())
         hi = max(int(e["offset"]) + int(e["bytes"]) for e in w.values())
         img = bytearray(hi - lo)
         for key, e in sorted(w.items()):
@@ -233,6 +234,14 @@ def emit(plan: Plan, graph: Graph, out_dir: str | Path) -> Emitted:
     em.files["src/net_consts.c"] = render("net_consts.c.mako", N=net, c_bytes=c_bytes)
     em.files["src/net_test_inputs.c"] = render_inputs(em.inputs, test_inputs(graph, int(plan.options.get("seed") or 0)))
     em.files["Makefile"] = render("Makefile.host.mako", N=net)
+    from codegen.platforms import platforms_for
+    for plat in platforms_for(plan.hardware["name"]):
+        for rel, tmpl in plat.makefiles.items():
+            em.files[f"platform/{plat.name}/{rel}"] = render(tmpl, N=net, T=plat.variables)
+        if plat.name != "host":
+            for p in plat.static_files():
+                em.files[f"platform/{plat.name}/{p.relative_to(CODEGEN_DIR / 'platforms' / plat.name).as_posix()}"] = \
+                    p.read_text(encoding="utf-8")
     em.files["README.md"] = render("README.md.mako", N=net)
     static = {
         "runtime/nr_runtime.h": CODEGEN_DIR / "runtime" / "nr_runtime.h",
@@ -241,6 +250,7 @@ def emit(plan: Plan, graph: Graph, out_dir: str | Path) -> Emitted:
         "runtime/nr_io.c": CODEGEN_DIR / "runtime" / "nr_io.c",
         "platform/host/nr_plat_host.c": CODEGEN_DIR / "platforms" / "host" / "nr_plat_host.c",
         "platform/host/main.c": CODEGEN_DIR / "platforms" / "host" / "main.c",
+        "platform/host/nr_platform.h": CODEGEN_DIR / "platforms" / "host" / "nr_platform.h",
     }
     for p in sorted((KERNEL_LIB / "include").glob("*.h")):
         static[f"kernel_lib/include/{p.name}"] = p

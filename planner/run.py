@@ -23,7 +23,38 @@ import numpy as np
 from planner.errors import PlannerError, UsageError
 from planner.plan import Plan
 
-TARGETS = ("host",)
+
+@dataclass(frozen=True)
+class RunTarget:
+    """How `planner run` builds and runs the project for one target."""
+
+    name: str
+    platform: str                 # platform/<name>/ of the project ("host": the top Makefile)
+    make_dir: str                 # directory of the Makefile, relative to the project
+    make_vars: tuple[tuple[str, str], ...]
+    exe: str                      # executable in the build directory
+    qemu: tuple[str, ...] | None  # emulator command, or None (run on the host)
+    qemu_target: str | None       # the hardware model's qemu_target it needs (None: any plan)
+    tools: tuple[tuple[str, str], ...]   # (command, Debian package)
+
+
+TARGETS = {
+    "host": RunTarget("host", "host", ".", (), "network", None, None,
+                      (("gcc", "gcc"), ("make", "make"))),
+    "qemu-m7": RunTarget("qemu-m7", "stm32", "platform/stm32", (("VARIANT", "qemu"),), "network.elf",
+                         ("qemu-system-arm", "-M", "mps2-an500"), "m7",
+                         (("arm-none-eabi-gcc", "gcc-arm-none-eabi"), ("qemu-system-arm", "qemu-system-arm"),
+                          ("make", "make"))),
+    "qemu-m4": RunTarget("qemu-m4", "stm32", "platform/stm32", (("VARIANT", "qemu"),), "network.elf",
+                         ("qemu-system-arm", "-M", "mps2-an386"), "m4",
+                         (("arm-none-eabi-gcc", "gcc-arm-none-eabi"), ("qemu-system-arm", "qemu-system-arm"),
+                          ("make", "make"))),
+    "qemu-rv32": RunTarget("qemu-rv32", "gap9", "platform/gap9", (), "network.elf",
+                           ("qemu-system-riscv32", "-M", "virt", "-bios", "none"), "rv32",
+                           (("riscv64-unknown-elf-gcc", "gcc-riscv64-unknown-elf"),
+                            ("qemu-system-riscv32", "qemu-system-misc"), ("make", "make"))),
+}
+FAULT_EXIT_CODE = 70  # the targets' fault handlers exit with it
 SANITIZERS = ("address", "thread")
 
 
@@ -61,12 +92,29 @@ class RunResult:
     fault_layer: str | None = None
 
 
-def _tool_check() -> None:
-    missing = [t for t in ("gcc", "make") if shutil.which(t) is None]
+def _tool_check(t: RunTarget) -> None:
+    missing = [(cmd, pkg) for cmd, pkg in t.tools if shutil.which(cmd) is None]
     if missing:
-        raise PlannerError(f"the host target needs {' and '.join(missing)}: install the Debian "
-                           f"package{'s' if len(missing) > 1 else ''} {' '.join(missing)} "
-                           f"(apt-get install {' '.join(missing)})")
+        pkgs = " ".join(sorted({pkg for _, pkg in missing}))
+        raise PlannerError(f"the {t.name} target needs {', '.join(cmd for cmd, _ in missing)}: install "
+                           f"the Debian package{'s' if len(missing) > 1 else ''} (apt-get install {pkgs})")
+
+
+def _check_target(t: RunTarget, plan: Plan) -> None:
+    """A plan runs on the host, and on the emulator of its own hardware model."""
+    if t.qemu_target is None:
+        return
+    from planner.hw import load_hw_model
+    hw_name = plan.hardware["name"]
+    try:
+        qt = load_hw_model(hw_name).qemu_target
+    except PlannerError:
+        qt = None
+    if qt != t.qemu_target:
+        own = [n for n, x in TARGETS.items() if x.qemu_target is not None and x.qemu_target == qt]
+        raise UsageError(f"--target {t.name}: the plan is for {plan.hardware.get('display_name', hw_name)}; "
+                         f"it runs on --target host{' or ' + own[0] if own else ''} (re-plan with "
+                         "planner solve for the other hardware model)")
 
 
 def _read_plan(out: Path) -> Plan:
@@ -112,12 +160,15 @@ def _check_inputs(graph, arrays: list[np.ndarray], source: str) -> None:
 
 def build_and_run(out: Path, plan: Plan, io, arrays: list[np.ndarray], opts: RunOptions, *,
                   check_layers: bool, fault_index: int | None) -> tuple[str, float, int | None]:
-    """Build the project for the host with these inputs and run it; returns (stdout, build
-    seconds, host ns)."""
+    """Build the project for the target with these inputs and run it; returns (stdout, build
+    seconds, host ns of net_run on the host target)."""
+    import os
+
     from codegen.project import PROJECT_DIR, render_inputs
 
-    root = out / PROJECT_DIR
-    tag = "host" + (f"-{opts.sanitize}" if opts.sanitize else "") + ("-layers" if check_layers else "") \
+    t = TARGETS[opts.target]
+    root = (out / PROJECT_DIR).resolve()
+    tag = t.name + (f"-{opts.sanitize}" if opts.sanitize else "") + ("-layers" if check_layers else "") \
         + (f"-fault{fault_index}" if fault_index is not None else "")
     build = root / "build" / tag
     build.mkdir(parents=True, exist_ok=True)
@@ -128,34 +179,59 @@ def build_and_run(out: Path, plan: Plan, io, arrays: list[np.ndarray], opts: Run
         defs.append("-DNR_CHECK_LAYERS")
     if fault_index is not None:
         defs.append(f"-DNR_FAULT_DROP_WAIT={fault_index}")
-    import os
-    cmd = ["make", "-s", f"-j{os.cpu_count() or 1}", "-C", str(root), f"BUILD=build/{tag}", f"INPUTS={inputs_c.resolve()}",
-           f"DEFS={' '.join(defs)}", f"SAN={opts.sanitize or ''}"]
+    make_dir = root / t.make_dir
+    if not (make_dir / "Makefile").is_file():
+        raise PlannerError(f"{out}: the C project has no {t.platform} platform ({make_dir}/Makefile is "
+                           "missing): re-run planner solve")
+    makefile = ["-f", "Makefile.standin"] if t.name == "qemu-rv32" else []
+    cmd = ["make", "-s", f"-j{os.cpu_count() or 1}", "-C", str(make_dir), *makefile, f"BUILD={build}",
+           f"INPUTS={inputs_c}", f"DEFS={' '.join(defs)}", *(f"{k}={v}" for k, v in t.make_vars)]
+    if t.name == "host":
+        cmd.append(f"SAN={opts.sanitize or ''}")
     t0 = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     build_s = time.monotonic() - t0
     if proc.returncode != 0:
-        raise PlannerError(f"building {root} failed: {_first_compile_error(proc.stdout + proc.stderr)}")
-    exe = build / "network"
-    try:
-        run = subprocess.run([str(exe)], capture_output=True, timeout=opts.timeout)
-    except subprocess.TimeoutExpired:
-        raise PlannerError(f"{exe} did not finish within {opts.timeout:g} s: killed (a hang: a DMA "
-                           "wait or barrier that never completes?)") from None
-    stdout = run.stdout.decode(errors="replace")
-    if run.returncode != 0:
+        raise PlannerError(f"building {root} for {t.name} failed: "
+                           f"{_first_compile_error(proc.stdout + proc.stderr)}")
+    exe = build / t.exe
+    stdout, stderr, code = _execute(exe, t, opts.timeout, build)
+    if code != 0:
         running = _running_layer(stdout, plan)
         where = f" while layer {running} ran" if running else (
             " (run with --check-layers to see which layer ran)" if not check_layers else "")
-        if run.returncode < 0:
-            what = f"was killed by signal {signal.Signals(-run.returncode).name}"
+        if code < 0:
+            what = f"was killed by signal {signal.Signals(-code).name}"
+        elif t.qemu is not None and code == FAULT_EXIT_CODE:
+            what = f"faulted on {t.name} (a hard fault or a memory fault: exit code {FAULT_EXIT_CODE})"
         else:
-            what = f"exited with code {run.returncode}"
-        err = run.stderr.decode(errors="replace").strip().splitlines()
+            what = f"exited with code {code}"
+        err = stderr.strip().splitlines()
         detail = ("; " + " | ".join(err[:6])) if err else ""
         raise PlannerError(f"{exe} {what}{where}{detail}")
     m = re.search(r"^T host_ns (\d+)$", stdout, re.M)
     return stdout, build_s, int(m.group(1)) if m else None
+
+
+def _execute(exe: Path, t: RunTarget, timeout: float, build: Path) -> tuple[str, str, int]:
+    """Run on the host or under QEMU (semihosting output through a file); (stdout, stderr, code)."""
+    if t.qemu is None:
+        cmd = [str(exe)]
+        outfile = None
+    else:
+        outfile = build / "semihosting.txt"
+        outfile.unlink(missing_ok=True)
+        cmd = [*t.qemu, "-nographic", "-chardev", f"file,id=nrout,path={outfile}",
+               "-semihosting-config", "enable=on,target=native,chardev=nrout", "-kernel", str(exe)]
+    try:
+        run = subprocess.run(cmd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise PlannerError(f"{exe} did not finish within {timeout:g} s{' on ' + t.name if t.qemu else ''}: "
+                           "killed (a hang: a DMA wait or barrier that never completes?)") from None
+    stdout = run.stdout.decode(errors="replace")
+    if outfile is not None:
+        stdout = outfile.read_text(errors="replace") if outfile.is_file() else ""
+    return stdout, run.stderr.decode(errors="replace"), run.returncode
 
 
 def _running_layer(stdout: str, plan: Plan) -> str | None:
@@ -177,10 +253,16 @@ def run(out_dir: str | Path, opts: RunOptions | None = None) -> RunResult:
         raise UsageError(f"--target {opts.target!r}: known targets: {', '.join(TARGETS)}")
     if opts.sanitize is not None and opts.sanitize not in SANITIZERS:
         raise UsageError(f"--sanitize must be one of {', '.join(SANITIZERS)}, got {opts.sanitize!r}")
+    if opts.sanitize is not None and opts.target != "host":
+        raise UsageError(f"--sanitize runs on the host target only (not {opts.target})")
+    if opts.fault is not None and opts.target != "host":
+        raise UsageError(f"--fault needs the host's emulated DMA (on {opts.target} transfers complete at once)")
     if opts.timeout <= 0:
         raise UsageError(f"--timeout must be positive, got {opts.timeout}")
     out = Path(out_dir)
     plan = _read_plan(out)
+    target = TARGETS[opts.target]
+    _check_target(target, plan)
     if not (out / PROJECT_DIR / "Makefile").is_file():
         raise PlannerError(f"{out}: no emitted C project ({out / PROJECT_DIR}/ is missing): run planner "
                            "solve without --no-emit")
@@ -194,7 +276,7 @@ def run(out_dir: str | Path, opts: RunOptions | None = None) -> RunResult:
                    for b in plan.layers[fault_index].buffers):
             raise UsageError(f"--fault drop-wait:{layer}: layer {plan.layers[fault_index].name} has no "
                              "DMA transfer to wait for (its data is read where it lives)")
-    _tool_check()
+    _tool_check(target)
     graph = deployed_graph(plan)
     if opts.inputs is not None:
         from planner.golden.io import load_npz_inputs

@@ -9,7 +9,9 @@ def register(sub, commands) -> None:
     p = sub.add_parser("run", help="build and run the emitted C project (OUT/c/), compare with the "
                                    "golden model bit for bit")
     p.add_argument("output", metavar="OUT/", help="output directory of planner solve")
-    p.add_argument("--target", default="host", help="where to run it: host (default)")
+    p.add_argument("--target", default="host",
+                   help="where to run it: host (default; threads as cores, emulated DMA), qemu-m7 "
+                        "(STM32H7 plans, QEMU mps2-an500), qemu-m4 (STM32L4 plans, mps2-an386)")
     p.add_argument("--inputs", metavar="IN.npz",
                    help="graph inputs (arrays by position, as planner golden); default: seeded random "
                         "values over each input's integer range")

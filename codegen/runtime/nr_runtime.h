@@ -118,6 +118,9 @@ void nr_fork(void (*fn)(int core_id, int n_cores), int n_cores);
 uint64_t nr_time_ns(void); /* host: wall clock; targets: 0 (use instruction counts) */
 void nr_plat_init(void);
 void nr_plat_deinit(void);
+/* fills the L3 arena from the weights image at net_init where L3 is not memory-mapped
+ * (NR_L3_MAPPED 0 in nr_platform.h) */
+void nr_plat_l3_write(uint8_t *l3, uint32_t offset, const uint8_t *image, uint32_t bytes);
 
 #ifdef __cplusplus
 }

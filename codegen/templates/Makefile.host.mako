@@ -20,7 +20,7 @@ SANFLAGS :=
 endif
 SRCS := src/network.c src/net_consts.c runtime/nr_tiles.c runtime/nr_io.c \
         platform/host/nr_plat_host.c platform/host/main.c $(wildcard kernel_lib/src/*.c)
-INC := -Iinclude -Iruntime -Ikernel_lib/include
+INC := -Iinclude -Iruntime -Iplatform/host -Ikernel_lib/include
 HDRS := $(wildcard include/*.h runtime/*.h kernel_lib/include/*.h)
 OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(SRCS)) $(BUILD)/obj/inputs.o
 ALL_FLAGS := $(WARN) $(CFLAGS) $(SANFLAGS) $(DEFS) $(INC)

@@ -14,16 +14,33 @@
 #include "kernel_lib.h"
 #include "network.h"
 #include "nr_io.h"
+#include "nr_platform.h" /* per target: where each arena lives (NR_SECTION_L1/L2/L3) */
 #include "nr_runtime.h"
 
 /* ---- arenas: one per memory level, sizes from plan.json (memory.<level>) ------------------ */
-% for lv in ('L1', 'L2', 'L3'):
+% for lv in ('L1', 'L2'):
 % if N['arenas'][lv]:
 #define NET_${lv}_BYTES ${N['arenas'][lv]}u
-uint8_t net_${lv.lower()}[NET_${lv}_BYTES] __attribute__((aligned(8)));
+NR_SECTION_${lv} uint8_t net_${lv.lower()}[NET_${lv}_BYTES] __attribute__((aligned(8)));
 % endif
 % endfor
-uint8_t *const nr_arena[NR_N_ARENAS] = {${', '.join(f"net_{lv.lower()}" if N['arenas'][lv] else 'NULL' for lv in ('L1', 'L2', 'L3'))}};
+% if N['arenas']['L3']:
+#define NET_L3_BYTES ${N['arenas']['L3']}u
+extern const uint8_t net_l3_image[];
+#if NR_L3_MAPPED
+/* L3 is memory-mapped flash: the weights image is the arena, read where it is */
+#define NET_L3_ARENA ((uint8_t *)(uintptr_t)net_l3_image)
+#elif defined(NR_L3_EXTERNAL_BASE)
+/* L3 is an external RAM, not addressable: its arena is a base the platform's DMA translates */
+#define NET_L3_ARENA ((uint8_t *)(uintptr_t)NR_L3_EXTERNAL_BASE)
+#else
+/* L3 is a RAM the platform fills from the image at net_init (nr_plat_l3_write) */
+NR_SECTION_L3 uint8_t net_l3[NET_L3_BYTES] __attribute__((aligned(8)));
+#define NET_L3_ARENA net_l3
+#endif
+% endif
+const uint32_t net_l3_arena_bytes = ${N['arenas']['L3']}u;
+uint8_t *const nr_arena[NR_N_ARENAS] = {${', '.join(f"net_{lv.lower()}" if N['arenas'][lv] else 'NULL' for lv in ('L1', 'L2'))}, ${'NET_L3_ARENA' if N['arenas']['L3'] else 'NULL'}};
 
 /* ---- runtime tables: ${N['runtime_bytes']} B, the plan's L2 `runtime` ---------------------------- */
 typedef struct {
@@ -143,12 +160,16 @@ void net_run(void)
 void net_init(void)
 {
     uint32_t i;
-% for lv in sorted(N['images']):
-    for (i = 0; i < net_${lv.lower()}_image_bytes; i++)
-        net_${lv.lower()}[net_${lv.lower()}_image_offset + i] = net_${lv.lower()}_image[i];
-% endfor
-% if not N['images']:
+% if 'L2' in N['images']:
+    for (i = 0; i < net_l2_image_bytes; i++)
+        net_l2[net_l2_image_offset + i] = net_l2_image[i];
+% else:
     (void)i;
+% endif
+% if 'L3' in N['images']:
+#if !NR_L3_MAPPED
+    nr_plat_l3_write(net_l3, net_l3_image_offset, net_l3_image, net_l3_image_bytes);
+#endif
 % endif
 % for c in N['layers']:
 % for stmt in c.init:

@@ -201,6 +201,11 @@ void nr_plat_deinit(void)
     }
 }
 
+void nr_plat_l3_write(uint8_t *l3, uint32_t offset, const uint8_t *image, uint32_t bytes)
+{
+    memcpy(l3 + offset, image, bytes);
+}
+
 void nr_prof_begin(int layer) { (void)layer; }
 void nr_prof_end(int layer) { (void)layer; }
 
