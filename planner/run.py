@@ -188,6 +188,8 @@ def build_and_run(out: Path, plan: Plan, io, arrays: list[np.ndarray], opts: Run
            f"INPUTS={inputs_c}", f"DEFS={' '.join(defs)}", *(f"{k}={v}" for k, v in t.make_vars)]
     if t.name == "host":
         cmd.append(f"SAN={opts.sanitize or ''}")
+    if shutil.which("ccache") and not os.environ.get("PLANNER_NO_CCACHE"):
+        cmd.append("CCACHE=ccache")  # the kernel library compiles once per target and flags
     t0 = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     build_s = time.monotonic() - t0

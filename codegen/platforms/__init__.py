@@ -24,7 +24,7 @@ class Platform:
 
     def static_files(self) -> list[Path]:
         d = HERE / self.name
-        return sorted(p for p in d.rglob("*") if p.is_file() and p.suffix in (".c", ".h", ".S", ".ld")
+        return sorted(p for p in d.rglob("*") if p.is_file() and p.suffix in (".c", ".h", ".S", ".ld", ".mk")
                       and "__pycache__" not in p.parts)
 
 

@@ -193,12 +193,14 @@ static void nr_views(const nr_layer_t *L, const int *slot, nr_tile_t *t)
     }
 }
 
+static const nr_tile_t nr_tile0; /* all zero: no field is ever read uninitialized */
+
 void nr_run_tiles(const nr_layer_t *L, nr_body_fn body, int core_id, int n_cores)
 {
     int32_t nt[NR_MAX_DIMS] = {1, 1, 1, 1}, T = 1, it;
     int slot[NR_MAX_BUFS], k, d;
     nr_dma_id_t pin[NR_MAX_BUFS][2], pout[NR_MAX_BUFS][2];
-    nr_tile_t cur, nxt, prev;
+    nr_tile_t cur = nr_tile0, nxt = nr_tile0, prev;
     const nr_buf_t *const bufs = nr_bufs + L->first_buf;
     const int c0 = core_id == 0;
     for (d = 0; d < L->n_dims; d++) {

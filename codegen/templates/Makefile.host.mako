@@ -4,7 +4,9 @@
 #   make                        build/host/network; run it: the outputs as hex lines
 #   make SAN=address            with AddressSanitizer + UndefinedBehaviorSanitizer (SAN=thread: TSan)
 #   make DEFS=-DNR_CHECK_LAYERS also print every layer's output
-CC ?= gcc
+HOSTCC ?= gcc
+CCACHE ?=
+CC := $(CCACHE) $(HOSTCC)
 CFLAGS ?= -O2
 WARN := -Wall -Wextra -Werror -Wvla -std=c99
 BUILD ?= build/host

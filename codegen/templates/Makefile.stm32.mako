@@ -5,7 +5,9 @@
 #   make VARIANT=qemu    the QEMU ${T['qemu_machine']} ELF: only the linker script (ld/qemu_mps2.ld) and the
 #                        DMA port (nr_dma_memcpy.c: QEMU models no DMA) differ
 #   make DEFS=-DNR_CHECK_LAYERS   also print every layer's output
-CC := arm-none-eabi-gcc
+CROSS_CC ?= arm-none-eabi-gcc
+CCACHE ?=
+CC := $(CCACHE) $(CROSS_CC)
 CPU := ${T['cpu']}
 CFLAGS ?= -O2
 WARN := -Wall -Wextra -Werror -Wvla -std=c99

@@ -168,7 +168,7 @@ void net_init(void)
 % endif
 % if 'L3' in N['images']:
 #if !NR_L3_MAPPED
-    nr_plat_l3_write(net_l3, net_l3_image_offset, net_l3_image, net_l3_image_bytes);
+    nr_plat_l3_write(NET_L3_ARENA, net_l3_image_offset, net_l3_image, net_l3_image_bytes);
 #endif
 % endif
 % for c in N['layers']:
