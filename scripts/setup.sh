@@ -22,5 +22,10 @@ if [ "${1:-}" = "--test" ]; then
   fi
   python3 -m pip install -q --disable-pip-version-check -e ".[test]"
 else
+  if ! command -v gcc >/dev/null || ! command -v make >/dev/null; then  # planner run on the host
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends gcc make libc6-dev >/dev/null
+  fi
   python3 -m pip install -q --disable-pip-version-check -e .
 fi
