@@ -242,7 +242,7 @@ class Gen:
 
     # ---- matmuls -------------------------------------------------------------------------
     def mm_nt(self, M, N, K, *, pad=(0, 0, 0), rc=False, cc=False, rq_kind="tensor",
-              extreme=False, use_scratch=True):
+              extreme=False, use_scratch=True, wide=False):
         rng = self.rng
         a_rs, b_rs, y_rs = K + pad[0], K + pad[1], N + pad[2]
         a, A = strided(rng, M, K, a_rs, -128, 127, np.int8, extreme)
@@ -250,8 +250,13 @@ class Gen:
         r = rng.integers(-2**15, 2**15, M) if rc else None
         c = rng.integers(-2**15, 2**15, N) if cc else None
         acc = A @ B.T + (r[:, None] if rc else 0) + (c[None, :] if cc else 0)
-        rq = make_rq(rng, rq_kind, M, N, float(np.abs(acc).mean() + 1))
-        init, exp = out_buffer(rng, M, N, y_rs, np.uint8, to8(rq.apply(acc)))
+        if wide:  # int16 output (QDQ softmax scores): n_levels 65536, signed
+            rq = make_rq(rng, rq_kind, M, N, float(np.abs(acc).mean() + 1) / 256, signed=1,
+                         n_levels=65536)
+            init, exp = out_buffer(rng, M, N, y_rs, np.int16, rq.apply(acc))
+        else:
+            rq = make_rq(rng, rq_kind, M, N, float(np.abs(acc).mean() + 1))
+            init, exp = out_buffer(rng, M, N, y_rs, np.uint8, to8(rq.apply(acc)))
         z = np.zeros(0, np.int32)
         self.add("matmul_nt", f"M{M} N{N} K{K} pad{pad}", OP["MM_NT"],
                  [M, N, K, a_rs, b_rs, y_rs, int(rc), int(cc), *rq.params(),
@@ -536,6 +541,8 @@ def build_cases(isa: str) -> list[Case]:
     g.mm_nt(6, 5, 9, extreme=True)
     g.mm_nn(6, 5, 9, extreme=True, use_scratch=False)
     g.mm_nt(10, 3, 12, use_scratch=False)
+    for M, N, K in ((7, 16, 5), (17, 33, 33), (16, 81, 16)):  # int16 output
+        g.mm_nt(M, N, K, pad=(1, 2, 3), rq_kind=("tensor", "row", "col")[M % 3], wide=True)
     # batched
     g.bmm(3, 4, 5, 6)
     g.bmm(2, 7, 3, 9, b_trans=1, a_signed=0, rc=True, cc=True)

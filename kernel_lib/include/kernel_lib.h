@@ -64,6 +64,8 @@ void kl_linear_finalize(const int32_t *acc, int32_t acc_rs, const int32_t *bias,
 
 /* "NT" (scores): Y[M][N] = RQ(A[M][K] . B[N][K]^T). A, B int8 token-major with row strides
  * (e.g. Q_h and K_h of a head: pointer to the head's first feature, stride H*P).
+ * rq->n_levels = 65536 (QDQ softmax scores): Y is int16 (y_rs in int16 elements); the same
+ * holds for kl_bmatmul (y_bs, y_rs in int16 elements).
  * Split: rows M when M >= n_cores, else columns N. */
 void kl_matmul_nt_s8(const int8_t *a, int32_t a_rs, const int8_t *b, int32_t b_rs, void *y,
                      int32_t y_rs, int32_t M, int32_t N, int32_t K, const int32_t *row_corr,
