@@ -848,7 +848,7 @@ def build_trained_example(cfg: ExampleConfig, out_dir: Path, log=print) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = make_trained_weights(cfg)
     calib = make_trained_inputs(cfg, _calib_seed(cfg), N_CALIB)
-    held = make_trained_inputs(cfg, _heldout_seed(cfg), 4)
+    held = make_trained_inputs(cfg, _heldout_seed(cfg), 16)
     float_path = out_dir / "float.onnx"
     files = save_onnx(build_float_model(cfg, weights), float_path, MAX_FILE_BYTES)
     qm = build_qdq_model(cfg, float_path, calib, per_channel=False)

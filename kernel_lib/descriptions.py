@@ -539,14 +539,13 @@ _add(KernelDesc(
         _pos("rows", "L"),
         Rule("log2 >= 1", lambda d: d.get("log2", 1) >= 1),
         Rule("coeff_a >= 0 and coeff_c >= 0", lambda d: d.get("coeff_a", 1) >= 0 and d.get("coeff_c", 0) >= 0),
-        Rule("ymax*(n_levels-1) < 2^31 and ymax*L < 2^31, ymax = a*(|b|+log2)^2 + c",
-             lambda d: _isoftmax_ymax(d) * (d.get("n_levels", 256) - 1) <= I32_MAX
-             and _isoftmax_ymax(d) * d["L"] <= I32_MAX),
+        Rule("2*ymax*(n_levels-1) + L*ymax < 2^31, ymax = a*(|b|+log2)^2 + c",
+             lambda d: _isoftmax_ymax(d) * (2 * (d.get("n_levels", 256) - 1) + d["L"]) <= I32_MAX),
         Rule("n_levels in [2, 256]", lambda d: 2 <= d.get("n_levels", 256) <= 256),
     ),
     cost_unit="element",
     cost=lambda d: d["rows"] * d["L"],
-    golden="isoftmax (int16 input)",
+    golden="isoftmax (int16 input, rounded=True)",
     notes=("The softmax of QDQ scores requantized to int16 at ln2/L (no score clips, "
            "docs/qdq-fidelity.md): z = floor(d/log2) by an exact 64-bit multiply for d < 2^16."),
 ))
@@ -633,6 +632,30 @@ _add(KernelDesc(
 ))
 
 
+_add(KernelDesc(
+    name="lut8",
+    c_functions={"default": "kl_lut8"},
+    prototype=("void kl_lut8(const void *x, int x_signed, int32_t x_rs, const uint8_t *table, "
+               "void *y, int32_t y_rs, int32_t rows, int32_t cols, int core_id, int n_cores);"),
+    dims=("rows", "cols"),
+    split_doc=_ELTWISE_SPLIT,
+    split=_rows_else_cols("rows", "cols"),
+    operands=(
+        Operand("x", "in", "int8|uint8", ("rows", "cols"), "row stride x_rs", ("x_rs",), "cols"),
+        Operand("table", "param", "int8|uint8", ("256",),
+                "IR Lut table (256 entries, index x - in_lo), as bytes"),
+        Operand("y", "out", "int8|uint8", ("rows", "cols"), "row stride y_rs", ("y_rs",), "cols"),
+    ),
+    scratch=lambda d, n, isa: 0,
+    scratch_doc="none",
+    rules=(_pos("rows", "cols"),),
+    cost_unit="element",
+    cost=lambda d: d["rows"] * d["cols"],
+    golden="lut8",
+    notes="IR op Lut: the GELU of QDQ graphs (exact erf GELU per input code, docs/qdq-fidelity.md).",
+))
+
+
 # ------------------------------------------------------------------------------------------
 # depth-first MHSA (kl_mhsa.c)
 # ------------------------------------------------------------------------------------------
@@ -710,7 +733,8 @@ _SM_RULES = (
     Rule("ITAMax / ITAPartialMax: n_levels a power of two in [2, 256]",
          lambda d: d.get("softmax", 1) not in (2, 3)
          or d.get("n_levels", 256) in (2, 4, 8, 16, 32, 64, 128, 256)),
-    Rule("wide (int16) scores, rq_s.n_levels = 65536: iSoftmax only",
+    Rule("wide (int16) scores, rq_s.n_levels = 65536: iSoftmax only, with the rounded "
+         "normalisation (the Softmax node's rounded = True, as kl_isoftmax_s16)",
          lambda d: not d.get("wide_scores", 0) or d.get("softmax", 1) == 1),
 )
 
@@ -897,7 +921,7 @@ COST_KEYS: dict[str, str] = {
     "matmul_nt": "matmul", "matmul_nn": "matmul", "bmatmul": "matmul", "transpose8": "requant",
     "isoftmax": "softmax", "itamax": "softmax", "ita_partial_max": "softmax",
     "softmax_rows": "softmax", "ilayernorm": "layernorm", "igelu": "gelu", "add_rq": "add",
-    "layernorm_qdq": "layernorm", "isoftmax_s16": "softmax", "add_rq_x": "add",
+    "layernorm_qdq": "layernorm", "isoftmax_s16": "softmax", "add_rq_x": "add", "lut8": "gelu",
     "mhsa_chunk": "mhsa_chunk", "mhsa_block": "mhsa_chunk",
 }
 

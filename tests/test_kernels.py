@@ -46,7 +46,7 @@ TARGETS = {
 
 OP = dict(LINEAR=1, FINALIZE=2, REQUANT=3, MM_NT=4, MM_NN=5, BMM=6, ISOFTMAX=7, ITAMAX=8,
           ITAPMAX=9, LAYERNORM=10, GELU_I32=11, GELU_RQ=12, ADD=13, TRANSPOSE=14,
-          LAYERNORM_QDQ=15, ISOFTMAX16=16, ADD_X=17)
+          LAYERNORM_QDQ=15, ISOFTMAX16=16, ADD_X=17, LUT8=18)
 DT = {"uint8": 0, "int8": 1, "int16": 2}  # KL_DT_*
 NP_DT = {"uint8": np.uint8, "int8": np.int8, "int16": np.int16}
 RANGE = {"uint8": (0, 255), "int8": (-128, 127), "int16": (-32768, 32767)}
@@ -421,7 +421,7 @@ class Gen:
         else:
             v = int(rng.integers(-32768, 32768))
             x, X = strided(rng, rows, L, x_rs, v, v, np.int16)
-        y = ops.isoftmax(X, a, b, c, l2, n_levels)
+        y = ops.isoftmax(X, a, b, c, l2, n_levels, rounded=True)
         init, exp = out_buffer(rng, rows, L, y_rs, np.uint8, y)
         self.add("isoftmax_s16", f"{rows}x{L} {coeffs} {kind}", OP["ISOFTMAX16"],
                  [rows, L, x_rs, y_rs, a, b, c, l2, n_levels,
@@ -455,6 +455,19 @@ class Gen:
                  [DT[a_dt], DT[b_dt], DT[y_dt], rows, cols, a_rs, b_rs, y_rs, *rqa.params(),
                   *rqb.params(), *rqo.params(), 0],
                  [a, b, *rqa.arrays(), *rqb.arrays(), *rqo.arrays(), init], exp)
+
+    def lut8(self, rows, cols, x_signed, out_signed, *, kind="random"):
+        rng = self.rng
+        lo, hi = (-128, 127) if x_signed else (0, 255)
+        x_rs, y_rs = cols + 1, cols + 3
+        x, X = strided(rng, rows, cols, x_rs, lo, hi, np.int8 if x_signed else np.uint8,
+                       kind == "extreme")
+        table = rng.integers(*((-128, 128) if out_signed else (0, 256)), 256)
+        y = ops.lut8(X, table, lo)
+        init, exp = out_buffer(rng, rows, cols, y_rs, np.uint8, to8(y))
+        self.add("lut8", f"{rows}x{cols} xs{x_signed} ys{out_signed} {kind}", OP["LUT8"],
+                 [x_signed, rows, cols, x_rs, y_rs, 0],
+                 [x, to8(table), init], exp)
 
     def gelu(self, rows, cols, b, one, *, rq_kind=None, pad=0, kind="random"):
         rng = self.rng
@@ -592,6 +605,15 @@ def build_cases(isa: str) -> list[Case]:
         g.add_x(5, 17, a_dt, b_dt, y_dt)
     g.add_x(3, 9, "int16", "int16", "int16", extreme=True)
     g.add_x(1, 33, "int16", "int8", "int16", extreme=True)
+    x_all = np.arange(-128, 128, dtype=np.int64)
+    # table lookup (QDQ GELU), exhaustive over the 8-bit range too
+    for xs, ys in ((1, 1), (0, 0), (1, 0)):
+        g.lut8(5, 17, xs, ys)
+        g.lut8(1, 256, xs, ys, kind="extreme")
+    rev = np.arange(127, -129, -1)  # a table with a different value per input
+    init, exp = out_buffer(rng, 1, 256, 256, np.uint8, to8(ops.lut8(x_all[None], rev, -128)))
+    g.add("lut8", "all int8", OP["LUT8"], [1, 1, 256, 256, 256, 0],
+          [x_all.astype(np.int8), to8(rev), init], exp)
     # gelu
     for b, one in ((-40, 1743), (-26, 770)):
         g.gelu(2, 128, b, one, kind="random")
@@ -678,7 +700,7 @@ def suite(target_id: str):
 
 GROUPS = ["linear", "finalize", "requant", "matmul_nt", "matmul_nn", "bmatmul", "transpose",
           "isoftmax", "itamax", "ita_partial_max", "ilayernorm", "igelu", "igelu_rq", "add_rq",
-          "layernorm_qdq", "isoftmax_s16", "add_rq_x"]
+          "layernorm_qdq", "isoftmax_s16", "add_rq_x", "lut8"]
 
 
 @pytest.mark.parametrize("group", GROUPS)

@@ -146,9 +146,11 @@ void kl_layernorm_qdq(const void *x, int x_type, int32_t x_rs, int8_t *y, int32_
                       int core_id, int n_cores);
 
 /* I-BERT integer softmax of int16 logits (QDQ softmax scores wider than an int8 window): the
- * same integer function as kl_isoftmax on the wider input (the exponent z = floor(d/log2) by an
- * exact 64-bit multiply, terms with z > 31 are 0). Output uint8 in [0, n_levels-1].
- * scratch: 4*L bytes per core. Same coefficient rules as kl_isoftmax. */
+ * integer function of kl_isoftmax on the wider input (the exponent z = floor(d/log2) by an
+ * exact 64-bit multiply, terms with z > 31 are 0) with a ROUNDED normalisation
+ * floor((2*y*(n-1) + S)/(2*S)) (golden isoftmax(..., rounded=True)). Output uint8 in
+ * [0, n_levels-1]. scratch: 4*L bytes per core. Requires 2*ymax*(n_levels-1) + L*ymax < 2^31.
+ * The MHSA kernels' wide-score mode (rq_s->n_levels = 65536) computes the same softmax. */
 void kl_isoftmax_s16(const int16_t *x, int32_t x_rs, uint8_t *y, int32_t y_rs, int32_t rows,
                      int32_t L, int32_t coeff_a, int32_t coeff_b, int32_t coeff_c, int32_t log2,
                      int32_t n_levels, int32_t *scratch, int core_id, int n_cores);
@@ -179,6 +181,11 @@ void kl_add_rq(const void *a, int a_signed, int32_t a_rs, const kl_rq_t *rq_a, c
 void kl_add_rq_x(const void *a, int a_type, int32_t a_rs, const kl_rq_t *rq_a, const void *b,
                  int b_type, int32_t b_rs, const kl_rq_t *rq_b, void *y, int y_type, int32_t y_rs,
                  int32_t rows, int32_t cols, const kl_rq_t *rq_out, int core_id, int n_cores);
+
+/* 8-bit table lookup (the GELU of QDQ graphs): y = table[x + 128] for int8 x (x_signed = 1),
+ * table[x] for uint8; table: 256 bytes (int8 or uint8 values), y 8 bit. */
+void kl_lut8(const void *x, int x_signed, int32_t x_rs, const uint8_t *table, void *y,
+             int32_t y_rs, int32_t rows, int32_t cols, int core_id, int n_cores);
 
 /* Standalone RequantShift int32 -> 8 bits. */
 void kl_requant(const int32_t *x, int32_t x_rs, void *y, int32_t y_rs, int32_t rows,

@@ -108,3 +108,16 @@ void kl_add_rq_x(const void *a, int a_type, int32_t a_rs, const kl_rq_t *rq_a, c
                 ((uint8_t *)y)[r * y_rs + c] = (uint8_t)v;
         }
 }
+
+void kl_lut8(const void *x, int x_signed, int32_t x_rs, const uint8_t *table, void *y,
+             int32_t y_rs, int32_t rows, int32_t cols, int core_id, int n_cores)
+{
+    const uint8_t *xb = (const uint8_t *)x;
+    uint8_t *o = (uint8_t *)y;
+    const uint8_t flip = x_signed ? 0x80u : 0u; /* int8 x: index x + 128 = byte ^ 0x80 */
+    int32_t r0, r1, c0, c1, r, c;
+    kl_split2d(rows, cols, core_id, n_cores, &r0, &r1, &c0, &c1);
+    for (r = r0; r < r1; r++)
+        for (c = c0; c < c1; c++)
+            o[r * y_rs + c] = table[xb[r * x_rs + c] ^ flip];
+}

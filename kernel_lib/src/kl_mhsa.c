@@ -243,13 +243,14 @@ static void kl_mh_isoftmax_row16(const int16_t *xr, uint8_t *yr, int32_t L,
         KL_MH_EXP16(xr[i], v);
         sum += (uint32_t)v;
     }
-    l = kl_mh_ceil_log2(sum);
-    m = l ? (uint32_t)((((uint64_t)1 << (31 + l)) + sum - 1) / sum) : 0;
+    /* rounded normalisation floor((2*y*(n-1) + S) / (2*S)): divisor 2S >= 2, so l >= 1 */
+    l = kl_mh_ceil_log2(2u * sum);
+    m = (uint32_t)((((uint64_t)1 << (31 + l)) + 2u * sum - 1) / (2u * sum));
     sh = l - 1;
     for (i = 0; i < L; i++) {
         int32_t v;
         KL_MH_EXP16(xr[i], v);
-        yr[i] = l ? kl_mh_div((uint32_t)(v * nm1), m, sh) : (uint8_t)(v * nm1);
+        yr[i] = kl_mh_div(2u * (uint32_t)(v * nm1) + sum, m, sh);
     }
 #undef KL_MH_EXP16
 }

@@ -193,8 +193,9 @@ void kl_isoftmax_s16(const int16_t *x, int32_t x_rs, uint8_t *y, int32_t y_rs, i
             ys[i] = v;
             sum += v;
         }
-        dp = kl_div_prep((uint32_t)sum);
+        /* rounded normalisation: floor((2*y*(n-1) + S) / (2*S)) */
+        dp = kl_div_prep(2u * (uint32_t)sum);
         for (i = 0; i < L; i++)
-            yr[i] = (uint8_t)kl_div_apply((uint32_t)(ys[i] * nm1), dp);
+            yr[i] = (uint8_t)kl_div_apply(2u * (uint32_t)(ys[i] * nm1) + (uint32_t)sum, dp);
     }
 }

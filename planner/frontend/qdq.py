@@ -77,6 +77,11 @@ class QdqOptions:
     # onnxruntime's calibrated range (it would clip the rows whose maxima lie low), else int8;
     # "int8" / "int16" force one
     softmax_scores: str = "auto"
+    # GELU: "table" = Lut of the exact erf GELU of every 8-bit input code, rounded onto the
+    # output grid (within rounding of float; no polynomial); "igelu" = I-BERT's iGELU
+    gelu: str = "table"
+    # int16 residual stream: auto | off | TENSOR,... (planner/transforms/int16.py)
+    int16: str = "off"
 
 
 # ------------------------------------------------------------------------------------------
@@ -732,12 +737,12 @@ class _Importer:
                 if rec.kind == "MatMul":
                     for t in rec.inputs:
                         self.absorb_zp(t.fam, f"operand of MatMul '{rec.name}'")
-                elif rec.kind == "GELU":
+                elif rec.kind == "GELU" and self.opt.gelu == "igelu":
                     self.absorb_zp(rec.inputs[0].fam, f"input of GELU '{rec.name}'")
         for rec in self.recs:
             if rec.kind == "GELU":
                 f = rec.inputs[0].fam
-                rec.p["offset"] = not (f.eff_zp == 0 and f.eff_signed)
+                rec.p["offset"] = self.opt.gelu == "igelu" and not (f.eff_zp == 0 and f.eff_signed)
 
     def decide_softmax(self, rec: _Rec) -> None:
         f_in = rec.inputs[0].fam
@@ -979,7 +984,10 @@ class _Importer:
             levels = rec.p["levels"]
             e = rec.inputs[0].fam.eff_scale
             assert math.isclose(e * levels, LN2, rel_tol=1e-12)
-        self.node(rec.name, "Softmax", [src], [rec.out.name], **isoftmax_consts(levels))
+        consts = isoftmax_consts(levels)
+        if rec.inputs[0].fam.bits == 16 and "pre_rq" not in rec.p:
+            consts["rounded"] = True  # kl_isoftmax_s16 / the MHSA wide-score mode round
+        self.node(rec.name, "Softmax", [src], [rec.out.name], **consts)
 
     def emit_layernorm(self, rec: _Rec) -> None:
         o = rec.out.fam
@@ -1017,6 +1025,19 @@ class _Importer:
     def emit_gelu(self, rec: _Rec) -> None:
         x = rec.inputs[0].fam
         src = rec.inputs[0].name
+        if self.opt.gelu == "table":
+            o = rec.out.fam
+            lo, hi = x.qrange
+            q = np.arange(lo, hi + 1, dtype=np.float64)
+            real = (q - x.eff_zp) * x.eff_scale
+            gelu = real * 0.5 * (1.0 + np.vectorize(math.erf)(real / math.sqrt(2.0)))
+            olo, ohi = o.qrange
+            table = np.clip(np.rint(gelu / o.eff_scale) + o.eff_zp, olo, ohi).astype(np.int64)
+            tn = self.const(f"{rec.name}.table", table, "int8" if o.eff_signed else "uint8")
+            self.node(rec.name, "Lut", [src, tn], [rec.out.name], in_lo=int(lo))
+            return
+        if self.opt.gelu != "igelu":
+            raise PlannerError(f"gelu must be table or igelu, got {self.opt.gelu!r}")
         if rec.p.get("offset"):
             # explicit zero-point removal: q - zp, exact, into int16
             tmp = self.uniq(f"{rec.name}.centered")
@@ -1095,4 +1116,4 @@ def load_qdq_graph(path: str | Path, options: QdqOptions | None = None, fuse: bo
     path = Path(path)
     model = load_model(path)
     graph = import_qdq(model, path, graph_inputs(model, path, input_shapes or {}), options)
-    return finish_import(graph, path, fuse)
+    return finish_import(graph, path, fuse, (options or QdqOptions()).int16)

@@ -82,14 +82,18 @@ def requant_shift(x: np.ndarray, mul: np.ndarray, add: np.ndarray, div: int, n_l
 
 
 def isoftmax(x: np.ndarray, coeff_a: int, coeff_b: int, coeff_c: int, log2: int,
-             n_levels: int) -> np.ndarray:
-    """I-BERT integer softmax over the last axis; unsigned output in [0, n-1]."""
+             n_levels: int, rounded: bool = False) -> np.ndarray:
+    """I-BERT integer softmax over the last axis; unsigned output in [0, n-1]. rounded: the
+    normalisation rounds half up, floor((2*y*(n-1) + S)/(2*S)), instead of flooring (the QDQ
+    lowering of int16 scores; no -0.5 LSB bias)."""
     xt = x - x.max(axis=-1, keepdims=True)
     z = floor_div(-xt, log2)
     p = xt + z * log2
     # z >= 63 shifts any positive int64 to 0; numpy needs the shift count kept below 64
     y = (coeff_a * (p + coeff_b) ** 2 + coeff_c) >> np.minimum(z, 63)
     total = y.sum(axis=-1, keepdims=True)
+    if rounded:
+        return floor_div(2 * y * (n_levels - 1) + total, 2 * total)
     return floor_div(y * (n_levels - 1), total)
 
 
@@ -185,6 +189,11 @@ def layernorm_qdq(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, d: int, n
     y = acc >> (LN_QDQ_XHAT_BITS + s)
     lo, hi = qrange(n_levels, True)
     return np.clip(y, lo, hi)
+
+
+def lut8(x: np.ndarray, table: np.ndarray, in_lo: int) -> np.ndarray:
+    """Table lookup of an 8-bit input: y = table[x - in_lo] (in_lo -128 for int8, 0 for uint8)."""
+    return np.asarray(table, dtype=np.int64)[np.asarray(x, dtype=np.int64) - in_lo]
 
 
 def igelu(x: np.ndarray, b: int, one: int) -> np.ndarray:

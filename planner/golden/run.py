@@ -90,7 +90,8 @@ def _mul(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
 def _softmax(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     a = node.attrs
     if a["kind"] == "isoftmax":
-        return [ops.isoftmax(x[0], a["coeff_a"], a["coeff_b"], a["coeff_c"], a["log2"], a["n_levels"])]
+        return [ops.isoftmax(x[0], a["coeff_a"], a["coeff_b"], a["coeff_c"], a["log2"], a["n_levels"],
+                             a.get("rounded", False))]
     if a["kind"] == "itamax":
         return [ops.itamax(x[0], a["n_levels"])]
     return [ops.ita_partial_max(x[0], a["group_width"], a["n_levels"])]
@@ -105,6 +106,11 @@ def _layernorm(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     nom = xt - ops.trunc_div(xt.sum(axis=-1, keepdims=True), xt.shape[-1])
     acc32(node, nom * w, "x*weight")
     return [ops.ilayernorm(xt, w, b, node.attrs["d"], node.attrs["n_levels"])]
+
+
+@impl("Lut")
+def _lut(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
+    return [ops.lut8(x[0], x[1], node.attrs["in_lo"])]
 
 
 @impl("GELU")

@@ -18,7 +18,7 @@ from planner.tiling.desc import (BufferSpec, ComputeTerm, LayerDesc, LoopDim, Ov
                                  candidate_sizes)
 from planner.tiling.kernels import KernelInfo, kernel
 
-TILED_OPS = ("Linear", "MatMul", "Add", "RequantShift", "Softmax", "LayerNorm", "GELU", "MHSA")
+TILED_OPS = ("Linear", "MatMul", "Add", "RequantShift", "Softmax", "LayerNorm", "GELU", "Lut", "MHSA")
 
 
 @dataclass
@@ -209,6 +209,8 @@ def rowwise(ctx: BuildContext, node: Node) -> LayerDesc:
         kname = "layernorm_qdq"
     elif node.op == "Add" and wide:  # int16 residual stream (planner/transforms/int16.py)
         kname = "add_rq_x"
+    elif node.op == "Lut":
+        kname = "lut8"
     else:
         kname = {"LayerNorm": "ilayernorm", "GELU": "igelu", "Add": "add_rq",
                  "RequantShift": "requant"}[node.op]
@@ -580,7 +582,7 @@ def mhsa(ctx: BuildContext, node: Node) -> LayerDesc:
 
 BUILDERS = {
     "Linear": linear, "MatMul": matmul, "Add": rowwise, "RequantShift": rowwise, "Softmax": rowwise,
-    "LayerNorm": rowwise, "GELU": rowwise, "MHSA": mhsa,
+    "LayerNorm": rowwise, "GELU": rowwise, "Lut": rowwise, "MHSA": mhsa,
 }
 
 

@@ -178,7 +178,8 @@ enum {
     OP_TRANSPOSE = 14,
     OP_LAYERNORM_QDQ = 15,
     OP_ISOFTMAX16 = 16,
-    OP_ADD_X = 17
+    OP_ADD_X = 17,
+    OP_LUT8 = 18
 };
 
 typedef struct {
@@ -308,6 +309,9 @@ static void run_kernel(case_t *c, void *out, int core, int nc)
     case OP_ISOFTMAX16: /* rows L x_rs y_rs A B C log2 n; arrays x out */
         kl_isoftmax_s16((const int16_t *)ARR(0), p[2], (uint8_t *)out, p[3], p[0], p[1], p[4],
                         p[5], p[6], p[7], p[8], (int32_t *)c->scratch, core, nc);
+        break;
+    case OP_LUT8: /* x_signed rows cols x_rs y_rs; arrays x table out */
+        kl_lut8(ARR(0), p[0], p[3], (const uint8_t *)ARR(1), out, p[4], p[1], p[2], core, nc);
         break;
     case OP_ADD_X:
         /* a_type b_type y_type rows cols a_rs b_rs y_rs rq_a rq_b rq_o;
