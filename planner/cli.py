@@ -42,7 +42,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from planner.frontend import load_graph
     from planner.frontend.onnx_io import parse_input_shapes
 
-    graph = load_graph(args.network, parse_input_shapes(args.input_shape))
+    graph = load_graph(args.network, parse_input_shapes(args.input_shape), int16=args.int16)
     print(f"{args.network}: {graph.flavour} graph '{graph.name}', {len(graph.nodes)} nodes")
     for name in graph.inputs:
         t = graph.tensors[name]
@@ -91,7 +91,7 @@ def cmd_golden(args: argparse.Namespace) -> int:
     from planner.frontend.onnx_io import parse_input_shapes
     from planner.golden import compare_outputs, load_npz_inputs, load_npz_outputs, run_graph
 
-    graph = load_graph(args.network, parse_input_shapes(args.input_shape))
+    graph = load_graph(args.network, parse_input_shapes(args.input_shape), int16=args.int16)
     inputs = load_npz_inputs(graph, args.inputs)
     outs = run_graph(graph, inputs, unfused=args.unfused)
     results = [outs[o] for o in graph.outputs]
@@ -115,6 +115,11 @@ def cmd_golden(args: argparse.Namespace) -> int:
 Command = Callable[[argparse.Namespace], int]
 
 
+def add_int16_option(p: argparse.ArgumentParser) -> None:
+    from planner.solve_cli import add_int16_option as add
+    add(p)
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     parser = _Parser(prog="planner", description="Tiling and memory planner for int8 Tiny "
                      "Transformers on MCUs (GAP9, STM32H7, STM32L4).")
@@ -128,6 +133,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     p = sub.add_parser("inspect", help="show the canonical integer graph as understood")
     p.add_argument("network", help="ONNX file (QuantLib integer graph or QDQ int8 graph)")
     shape_opt(p)
+    add_int16_option(p)
     commands["inspect"] = cmd_inspect
 
     p = sub.add_parser("golden", help="run the bit-exact integer golden model")
@@ -139,6 +145,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
                    help="compare with expected outputs; exit 1 on any mismatch")
     p.add_argument("--unfused", action="store_true", help="run fused blocks through their parts")
     shape_opt(p)
+    add_int16_option(p)
     commands["golden"] = cmd_golden
 
     for register in _extra_commands():

@@ -226,8 +226,9 @@ def rowwise(ctx: BuildContext, node: Node) -> LayerDesc:
         tt = g.tensors[t]
         role = "x" if len(node.inputs) == 1 or node.op != "Add" else ("a", "b")[i] if i < 2 else f"in{i}"
         if tt.is_const:
-            bufs.append(_weight(ctx, t, {1: "weight", 2: "bias"}.get(i, role) if node.op == "LayerNorm"
-                                else role, (), tt.nbytes))
+            cname = ({1: "weight", 2: "bias"}.get(i, role) if node.op == "LayerNorm"
+                     else "table" if node.op == "Lut" else role)
+            bufs.append(_weight(ctx, t, cname, (), tt.nbytes))
         elif tt.size == r * c:
             bufs.append(BufferSpec(role, t, "in", ("R",), c * ctx.eb(t), tt.nbytes, ctx.act_home))
         else:  # a broadcast operand: kept whole
