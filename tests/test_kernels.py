@@ -834,3 +834,13 @@ def test_m7_instruction_counts():
     assert mac[3] >= 0.85, report         # K = 128
     assert min(mac[:2]) >= 0.75, report   # K = 64 (below the 0.9 target: see docs)
     assert max(sm[:2]) <= 40, report
+
+
+def test_softmax_exponent_multiply_exact_16bit():
+    """kl_isoftmax_s16 / the MHSA wide-score mode: z = floor(d/log2) == (d*m) >> (16+l) with
+    m = ceil(2^(16+l)/log2), l = ceil(log2(log2)), for every d < 2^16 and log2 in 1..255."""
+    d = np.arange(1 << 16, dtype=np.uint64)
+    for l2 in range(1, 256):
+        lz = (l2 - 1).bit_length()
+        m = ((1 << (16 + lz)) + l2 - 1) // l2
+        assert ((d * np.uint64(m)) >> np.uint64(16 + lz) == d // np.uint64(l2)).all(), l2

@@ -15,17 +15,22 @@ becomes canonical integer ops (SPEC-integer.md §A, "Frontend B"):
         s_out/2^s (exact, no intermediate rounding), zero points in the final add term.
   Add(x, constant)                    → RequantShift with a per-element add.
   Softmax(axis -1)                    → Softmax isoftmax; its input is requantized (by its
-        producer) to e = ln2/L so that log2 = L exactly; output uint8 probability*255.
-  LayerNormalization(axis -1)         → LayerNorm (iLayerNorm) with weight/bias from γ, β, s_out.
+        producer) to e = ln2/L so that log2 = L exactly, in int16 (zero point 0, rounded
+        normalisation) when onnxruntime's calibrated range is wider than an int8 window (it
+        would clip the rows whose maxima lie low); output uint8 probability*255.
+  LayerNormalization(axis -1)         → LayerNorm {mode: qdq} (ops.layernorm_qdq: widened input,
+        rounded mean, 64-bit variance, rounded std) with weight/bias from γ, β, s_out.
   Gelu, or x*0.5*(1+Erf(x/√2)) with Div(√2) or Mul(1/√2), with or without Q/DQ inside
-                                      → GELU {b, one, rq} (I-BERT), input zero point absorbed.
+                                      → Lut: the exact GELU of each of the 256 input codes
+        (option gelu="igelu": GELU {b, one, rq} (I-BERT), input zero point absorbed).
   Reshape/Transpose/Squeeze/Unsqueeze/Flatten/Identity → the same layout op (RequantShift after
         it only if the Q parameters differ on both sides).
 
 Lowering works in three passes: read the graph into op records and "families" of tensors that
 share one quantization (joined by layout ops); decide the families' integer encodings (softmax
 grids, absorbed zero points, int8/uint8 re-encodings); emit IR nodes with constants derived from
-the decided encodings. Deviations from onnxruntime's quantization are listed in graph.notes.
+the decided encodings. The int16 residual stream (QdqOptions.int16) is a transform on the result
+(planner/transforms/int16.py). Deviations from onnxruntime's quantization are listed in graph.notes.
 docs/qdq-fidelity.md has the derivations and the measured fidelity.
 
 Conventions: the graph inputs are the integer tensors after the first QuantizeLinear (the caller
