@@ -915,7 +915,8 @@ def _assemble(network, hw, hw0, opts, cores, params, graph, pg, schedule, layers
                 "note": ("fused (FWSA) vs unfused integer model, golden model, in LSB; softmax: the "
                          "probabilities (without softmax: the scores feeding .V); block: the MHSA "
                          "output; output: the graph outputs; end to end over all blocks")}
-    options = {"dft": opts.dft, "fwsa": opts.fwsa, "int16": opts.int16, "l1": opts.l1, "l2": opts.l2, "cores": cores,
+    options = {"dft": opts.dft, "fwsa": opts.fwsa, "int16": opts.int16,
+               "l1": opts.l1, "l2": opts.l2, "cores": cores,
                "time_limit": opts.time_limit, "seed": opts.seed,
                "inputs": None if opts.inputs is None else Path(opts.inputs).name,
                "fwsa_samples": opts.fwsa_samples}
