@@ -555,3 +555,25 @@ def test_trained_example_every_op_within_one_lsb_locally():
             assert r["max"] <= 1, r
     prev = {r["node"]: r for r in qf.local_errors(path, tests, qf.PREVIOUS)}
     assert prev["b0.ln1"]["max"] > 10 and prev["b0.softmax"]["max"] > 100  # the issue's two
+
+
+def test_cli_int16_option(capsys, tmp_path):
+    """--int16 on inspect/golden: auto notes its decisions, a wrong tensor name is a usage error
+    naming the candidates, and golden runs the same int16 graph the planner plans."""
+    from planner.cli import main
+    _trained_case()
+    assert main(["inspect", str(TRAINED), "--int16", "auto"]) == 0
+    out = capsys.readouterr().out
+    assert "tensor 'b0.res1.out': int16 (scale/256)" in out and "+2048 bytes" in out
+    assert main(["inspect", str(TRAINED), "--int16", "b0.nope"]) == 2
+    err = capsys.readouterr().err
+    assert "--int16: b0.nope is not a residual tensor" in err and "b0.res1.out" in err
+    g = load_graph(TRAINED, int16="b0.res1.out")
+    assert [n for n, t in g.tensors.items() if t.dtype == "int16" and ".res" in n] == ["b0.res1.out"]
+    x = np.load(TRAINED.parent / "inputs_float.npz")["input"]
+    np.savez(tmp_path / "in.npz", quantize_input(g, "input", x))
+    np.savez(tmp_path / "out.npz", run_graph(g, [quantize_input(g, "input", x)])["output"])
+    assert main(["golden", str(TRAINED), "--inputs", str(tmp_path / "in.npz"), "--int16",
+                 "b0.res1.out", "--expect", str(tmp_path / "out.npz")]) == 0
+    assert main(["golden", str(TRAINED), "--inputs", str(tmp_path / "in.npz"), "--int16",
+                 "off", "--expect", str(tmp_path / "out.npz")]) == 1
