@@ -74,6 +74,10 @@ EXAMPLES = [
     ExampleConfig("radar_block", S=32, E=64, P=64, H=16, blocks=1, seed=3003),
     ExampleConfig("eeg_2block", S=81, E=32, P=32, H=8, blocks=2, seed=4004),
 ]
+# trained-statistics example: outlier channels in the residual stream and attention rows whose
+# maxima lie far below the calibrated maximum (see make_trained_weights / make_trained_inputs)
+TRAINED = ExampleConfig("outlier_2block", S=32, E=64, P=16, H=4, blocks=2, seed=6006, ffn=128)
+TRAINED_EXAMPLES = [TRAINED]
 STRESS = ExampleConfig("stress_12block", S=128, E=128, P=16, H=8, blocks=12, seed=5005, ffn=512)
 PER_CHANNEL_EXAMPLES = {"eeg_block"}
 
@@ -128,6 +132,51 @@ def make_weights(cfg: ExampleConfig) -> list[dict[str, np.ndarray]]:
         w["q.bias"] = w["q.bias"] * inv
         blocks.append({k: v.astype(np.float32) for k, v in w.items()})
     return blocks
+
+
+# The statistics of trained BERT-style encoders that break a naive int8 lowering, made by hand:
+# two residual channels carry large positive values on the first token (a [CLS]/[SEP]-like
+# token: the per-tensor residual scale and a large negative zero point are set by it, so an
+# ordinary token's row spans about one LSB), and W_Q / W_K read those channels, so that the
+# first token's query meets its own key with a score of about SCORE_PEAK while every other row
+# peaks a few nats high.
+OUTLIER_CHANNELS = (5, 37)
+OUTLIERS = (220.0, 100.0)
+SCORE_PEAK = 40.0
+
+
+def _outlier_xhat(E: int) -> np.ndarray:
+    """LayerNorm (without affine) of a row that is zero except for the outlier channels."""
+    row = np.zeros(E)
+    row[list(OUTLIER_CHANNELS)] = OUTLIERS
+    return (row - row.mean()) / row.std()
+
+
+def make_trained_weights(cfg: ExampleConfig) -> list[dict[str, np.ndarray]]:
+    """make_weights plus, per block, a rank-one read of the outlier channels in W_Q and W_K
+    (head 0 only): after LayerNorm the first token is large on those channels, so its head-0
+    self-score is ~ SCORE_PEAK; ordinary tokens (~N(0,1) there) get a few nats."""
+    blocks = make_weights(cfg)
+    rng = np.random.default_rng(cfg.seed + 7)
+    xh = _outlier_xhat(cfg.E)[list(OUTLIER_CHANNELS)]
+    a = math.sqrt(SCORE_PEAK) / float(xh.sum())
+    for w in blocks:
+        u = rng.normal(0.0, 1.0, cfg.P)
+        u /= np.linalg.norm(u)
+        for name in ("q.weight", "k.weight"):
+            m = w[name].astype(np.float64)
+            for c in OUTLIER_CHANNELS:
+                m[c, :cfg.P] += a * u
+            w[name] = m.astype(np.float32)
+    return blocks
+
+
+def make_trained_inputs(cfg: ExampleConfig, seed: int, n: int) -> np.ndarray:
+    x = make_inputs(cfg, seed, n).astype(np.float64)
+    rng = np.random.default_rng(seed + 100)
+    for c, v in zip(OUTLIER_CHANNELS, OUTLIERS):
+        x[:, 0, 0, c] = v * (1 + 0.05 * rng.normal(size=n))
+    return x.astype(np.float32)
 
 
 def make_inputs(cfg: ExampleConfig, seed: int, n: int) -> np.ndarray:
@@ -754,6 +803,82 @@ def build_example(cfg: ExampleConfig, out_dir: Path, with_qdq: bool = True, max_
     return meta
 
 
+def _q_params(model: onnx.ModelProto, tensor: str) -> tuple[float, int]:
+    """(scale, zero point) of the QuantizeLinear that reads float tensor `tensor`."""
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type == "QuantizeLinear" and n.input[0] == tensor:
+            return float(inits[n.input[1]]), int(inits[n.input[2]])
+    raise KeyError(tensor)
+
+
+def trained_statistics(cfg: ExampleConfig, weights, calib: np.ndarray, qdq: onnx.ModelProto) -> dict:
+    """What makes this example hard, measured on its calibration inputs (meta.json, README)."""
+    rec: dict = {}
+    for c in calib:
+        float_forward(cfg, weights, c, rec)
+    out: dict = {"residual": {}, "scores": {}}
+    last = cfg.blocks - 1
+    for bi in range(cfg.blocks):
+        p = f"b{bi}."
+        for t in ("res1", "res2"):
+            name = "output_QuantizeLinear_Input" if (bi == last and t == "res2") else p + t + ".out"
+            scale, zp = _q_params(qdq, name)
+            vals = np.concatenate([v[0, 1:] for v in rec[p + t]])  # ordinary tokens
+            out["residual"][p + t] = {
+                "scale": _round_sig(scale, 4), "zero_point": zp,
+                "max_abs": _round_sig(float(max(np.abs(v).max() for v in rec[p + t])), 4),
+                "ordinary_row_std_lsb_median": _round_sig(float(np.median(vals.std(-1)) / scale), 3)}
+        scale, zp = _q_params(qdq, p + "scores.out")
+        sc = np.concatenate([v.reshape(-1, cfg.S) for v in rec[p + "scores"]])
+        row_max = sc.max(-1)
+        hi = (127 - zp) * scale
+        window = 255 * math.log(2) / 12  # an int8 softmax input at ln2/12 anchored at the top
+        out["scores"][p + "scores"] = {
+            "scale": _round_sig(scale, 4), "zero_point": zp,
+            "calibrated_max": _round_sig(float(sc.max()), 4),
+            "row_max_median": _round_sig(float(np.median(row_max)), 3),
+            "rows_peaking_below_int8_window": _round_sig(float(np.mean(row_max < hi - window)), 3)}
+    return out
+
+
+def build_trained_example(cfg: ExampleConfig, out_dir: Path, log=print) -> dict:
+    """float.onnx + qdq.onnx + inputs of the trained-statistics example. No int.onnx: QuantLib's
+    iLayerNorm/iSoftmax semantics are exactly what such statistics defeat (docs/qdq-fidelity.md)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = make_trained_weights(cfg)
+    calib = make_trained_inputs(cfg, _calib_seed(cfg), N_CALIB)
+    held = make_trained_inputs(cfg, _heldout_seed(cfg), 16)
+    float_path = out_dir / "float.onnx"
+    files = save_onnx(build_float_model(cfg, weights), float_path, MAX_FILE_BYTES)
+    qm = build_qdq_model(cfg, float_path, calib, per_channel=False)
+    files += save_onnx(qm, out_dir / "qdq.onnx", MAX_FILE_BYTES)
+    save_npz(out_dir / "inputs_float.npz", {"input": held[0]})
+    save_npz(out_dir / "heldout_float.npz", {"input": held})
+    files += [out_dir / "inputs_float.npz", out_dir / "heldout_float.npz"]
+    cos = [cosine(run_ort(out_dir / "qdq.onnx", h), float_forward(cfg, weights, h)) for h in held]
+    meta = {
+        "name": cfg.name,
+        "S": cfg.S, "E": cfg.E, "P": cfg.P, "H": cfg.H, "HP": cfg.HP, "ffn": cfg.F, "blocks": cfg.blocks,
+        "layernorm_epsilon": LN_EPS,
+        "seed": cfg.seed,
+        "seeds": {"weights": _weight_seed(cfg), "outlier_read": cfg.seed + 7,
+                  "calibration": _calib_seed(cfg), "heldout": _heldout_seed(cfg)},
+        "n_calibration_inputs": N_CALIB,
+        "attention_scale_folded_into_q": True,
+        "outliers": {"channels": list(OUTLIER_CHANNELS), "token": 0, "values": list(OUTLIERS),
+                     "head0_self_score_target": SCORE_PEAK},
+        "statistics": trained_statistics(cfg, weights, calib, qm),
+        "fidelity": {"cosine_qdq_ort_vs_float_heldout": [round(c, 6) for c in cos]},
+        "qdq_ops": _qdq_summary(qm),
+        "files": sorted(f.name for f in files) + ["meta.json"],
+    }
+    (out_dir / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    log(f"{cfg.name}: cosine(QDQ in ORT, float) = {', '.join(f'{c:.4f}' for c in cos)}; files: "
+        f"{', '.join(sorted(f.name for f in files))}")
+    return meta
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", help="output folder (default: examples/; required with --stress)")
@@ -767,7 +892,7 @@ def main(argv=None) -> int:
     if args.stress:
         build_example(STRESS, out / STRESS.name, with_qdq=not args.no_qdq, max_bytes=None)
         return 0
-    names = {c.name for c in EXAMPLES}
+    names = {c.name for c in EXAMPLES + TRAINED_EXAMPLES}
     for n in args.only or []:
         if n not in names:
             ap.error(f"unknown example {n!r}; known: {', '.join(sorted(names))}")
@@ -775,6 +900,10 @@ def main(argv=None) -> int:
         if args.only and cfg.name not in args.only:
             continue
         build_example(cfg, out / cfg.name, with_qdq=not args.no_qdq)
+    for cfg in TRAINED_EXAMPLES:
+        if (args.only and cfg.name not in args.only) or args.no_qdq:
+            continue
+        build_trained_example(cfg, out / cfg.name)
     return 0
 
 

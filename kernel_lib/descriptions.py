@@ -508,6 +508,77 @@ _add(KernelDesc(
     golden="ilayernorm",
 ))
 
+DT_CODES = {"uint8": 0, "int8": 1, "int16": 2}  # KL_DT_* of kernel_lib.h
+
+_add(KernelDesc(
+    name="layernorm_qdq",
+    c_functions={"default": "kl_layernorm_qdq"},
+    prototype=("void kl_layernorm_qdq(const void *x, int x_type, int32_t x_rs, int8_t *y, "
+               "int32_t y_rs, int32_t rows, int32_t L, const int32_t *weight, "
+               "const int32_t *bias, int32_t in_shift, int32_t eps, int32_t d_log2, "
+               "int32_t n_levels, int core_id, int n_cores);"),
+    dims=("rows", "L"),
+    split_doc="rows",
+    split=lambda d, n: "rows",
+    operands=(
+        Operand("x", "in", "int8|uint8|int16", ("rows", "L"),
+                "row stride x_rs; x_type KL_DT_S8 / KL_DT_U8 / KL_DT_S16 (DT_CODES)", ("x_rs",), "L"),
+        Operand("weight", "param", "int32", ("L",), "per feature, round(gamma*D/s_out)"),
+        Operand("bias", "param", "int32", ("L",),
+                "per feature, round(beta*D/s_out) + zp_out*D + D/2"),
+        Operand("y", "out", "int8", ("rows", "L"), "row stride y_rs", ("y_rs",), "L"),
+    ),
+    scratch=lambda d, n, isa: 0,
+    scratch_doc="none",
+    rules=(_pos("rows", "L"),
+           Rule("|x * 2^in_shift| < 2^16 (in_shift 8 for 8-bit inputs, 0 for int16)",
+                lambda d: d.get("in_bits", 8) + d.get("in_shift", 8) <= 16),
+           Rule("L < 2^14 (int32 sum of the widened row)", lambda d: d["L"] < 2**14),
+           Rule("|weight| < 2^24, |bias| < 2^31 (64-bit products)",
+                lambda d: d.get("max_abs_weight", 0) < 2**24),
+           Rule("0 <= eps < 2^30", lambda d: 0 <= d.get("eps", 0) < 2**30),
+           Rule("D a power of two (d_log2 0..30)", lambda d: 0 <= d.get("d_log2", 0) <= 30)),
+    cost_unit="element",
+    cost=lambda d: d["rows"] * d["L"],
+    golden="layernorm_qdq",
+    notes=("QDQ graphs' LayerNorm {mode: qdq}: three passes over the row (sum, squares, output), "
+           "64-bit variance, one 64-bit division per row for 1/std, two 64-bit multiplies per "
+           "element. Within rounding of a float LayerNorm of the same input "
+           "(docs/qdq-fidelity.md)."),
+))
+
+_add(KernelDesc(
+    name="isoftmax_s16",
+    c_functions={"default": "kl_isoftmax_s16"},
+    prototype=("void kl_isoftmax_s16(const int16_t *x, int32_t x_rs, uint8_t *y, int32_t y_rs, "
+               "int32_t rows, int32_t L, int32_t coeff_a, int32_t coeff_b, int32_t coeff_c, "
+               "int32_t log2, int32_t n_levels, int32_t *scratch, int core_id, int n_cores);"),
+    dims=("rows", "L"),
+    split_doc="rows (each row whole on one core)",
+    split=lambda d, n: "rows",
+    operands=(
+        Operand("x", "in", "int16", ("rows", "L"), "row stride x_rs (int16 elements)", ("x_rs",), "L"),
+        Operand("y", "out", "uint8", ("rows", "L"), "row stride y_rs, values in [0, n-1]",
+                ("y_rs",), "L"),
+        Operand("scratch", "scratch", "int32", ("n_cores * L",), "per core one int32 row"),
+    ),
+    scratch=lambda d, n, isa: 4 * d["L"] * n,
+    scratch_doc="n_cores * 4 * L bytes (int32, 4-byte aligned), every ISA",
+    rules=(
+        _pos("rows", "L"),
+        Rule("log2 >= 1", lambda d: d.get("log2", 1) >= 1),
+        Rule("coeff_a >= 0 and coeff_c >= 0", lambda d: d.get("coeff_a", 1) >= 0 and d.get("coeff_c", 0) >= 0),
+        Rule("2*ymax*(n_levels-1) + L*ymax < 2^31, ymax = a*(|b|+log2)^2 + c",
+             lambda d: _isoftmax_ymax(d) * (2 * (d.get("n_levels", 256) - 1) + d["L"]) <= I32_MAX),
+        Rule("n_levels in [2, 256]", lambda d: 2 <= d.get("n_levels", 256) <= 256),
+    ),
+    cost_unit="element",
+    cost=lambda d: d["rows"] * d["L"],
+    golden="isoftmax (int16 input, rounded=True)",
+    notes=("The softmax of QDQ scores requantized to int16 at ln2/L (no score clips, "
+           "docs/qdq-fidelity.md): z = floor(d/log2) by an exact 64-bit multiply for d < 2^16."),
+))
+
 _ELTWISE_SPLIT = "rows when rows >= n_cores, else columns"
 
 _add(KernelDesc(
@@ -561,6 +632,59 @@ _add(KernelDesc(
 ))
 
 
+_add(KernelDesc(
+    name="add_rq_x",
+    c_functions={"default": "kl_add_rq_x"},
+    prototype=("void kl_add_rq_x(const void *a, int a_type, int32_t a_rs, const kl_rq_t *rq_a, "
+               "const void *b, int b_type, int32_t b_rs, const kl_rq_t *rq_b, void *y, "
+               "int y_type, int32_t y_rs, int32_t rows, int32_t cols, const kl_rq_t *rq_out, "
+               "int core_id, int n_cores);"),
+    dims=("rows", "cols"),
+    split_doc=_ELTWISE_SPLIT,
+    split=_rows_else_cols("rows", "cols"),
+    operands=(
+        Operand("a", "in", "int8|uint8|int16", ("rows", "cols"), "row stride a_rs; a_type KL_DT_*",
+                ("a_rs",), "cols"),
+        Operand("b", "in", "int8|uint8|int16", ("rows", "cols"), "row stride b_rs; b_type KL_DT_*",
+                ("b_rs",), "cols"),
+        Operand("y", "out", "int8|uint8|int16", ("rows", "cols"),
+                "row stride y_rs; y_type KL_DT_* (int16: rq_out.n_levels = 65536)", ("y_rs",), "cols"),
+    ),
+    scratch=lambda d, n, isa: 0,
+    scratch_doc="none",
+    rules=(_pos("rows", "cols"), Rule("rq.shift in [0, 62]", lambda d: 0 <= d.get("shift", 0) <= 62),
+           Rule("|a*mul_a| + |b*mul_b| < 2^31 (int32 sum)", lambda d: True)),
+    cost_unit="element",
+    cost=lambda d: d["rows"] * d["cols"],
+    golden="requant_shift(requant_shift(a) + requant_shift(b)) (any n_levels)",
+    notes="kl_add_rq for the int16 residual stream of QDQ graphs (planner/transforms/int16.py).",
+))
+
+
+_add(KernelDesc(
+    name="lut8",
+    c_functions={"default": "kl_lut8"},
+    prototype=("void kl_lut8(const void *x, int x_signed, int32_t x_rs, const uint8_t *table, "
+               "void *y, int32_t y_rs, int32_t rows, int32_t cols, int core_id, int n_cores);"),
+    dims=("rows", "cols"),
+    split_doc=_ELTWISE_SPLIT,
+    split=_rows_else_cols("rows", "cols"),
+    operands=(
+        Operand("x", "in", "int8|uint8", ("rows", "cols"), "row stride x_rs", ("x_rs",), "cols"),
+        Operand("table", "param", "int8|uint8", ("256",),
+                "IR Lut table (256 entries, index x - in_lo), as bytes"),
+        Operand("y", "out", "int8|uint8", ("rows", "cols"), "row stride y_rs", ("y_rs",), "cols"),
+    ),
+    scratch=lambda d, n, isa: 0,
+    scratch_doc="none",
+    rules=(_pos("rows", "cols"),),
+    cost_unit="element",
+    cost=lambda d: d["rows"] * d["cols"],
+    golden="lut8",
+    notes="IR op Lut: the GELU of QDQ graphs (exact erf GELU per input code, docs/qdq-fidelity.md).",
+))
+
+
 # ------------------------------------------------------------------------------------------
 # depth-first MHSA (kl_mhsa.c)
 # ------------------------------------------------------------------------------------------
@@ -575,18 +699,20 @@ def _a8(n: int) -> int:
 
 
 def _sm_needs_lut(d: Dims) -> bool:
-    """A softmax table is built in scratch: iSoftmax / ITAMax without a prepared table."""
-    return d.get("softmax", 1) in (1, 2) and not d.get("lut_given", 0)
+    """A softmax table is built in scratch: iSoftmax / ITAMax without a prepared table (int16
+    scores, flag wide_scores, use none)."""
+    return d.get("softmax", 1) in (1, 2) and not d.get("lut_given", 0) and not d.get("wide_scores", 0)
 
 
 def _mhsa_core_bytes(S: int, D: int, P: int, kmax: int, lut: bool, rterm: bool, obuf: bool,
-                     qbuf: bool, isa: str) -> int:
+                     qbuf: bool, isa: str, wide: bool = False) -> int:
     """Per-core scratch of the chunk kernel / block driver (layout of kl_mhsa.c: matmul
-    scratch | softmax table | row term | G score rows | G O_h rows | G query rows)."""
+    scratch | softmax table | row term | G score rows (int16 when wide) | G O_h rows | G query
+    rows)."""
     n = _a8(mm_scratch_per_core(kmax, isa))
     n += SM_LUT_BYTES if lut else 0
     n += _a8(4 * MHSA_G) if rterm else 0
-    n += _a8(MHSA_G * S)
+    n += _a8(MHSA_G * S * (2 if wide else 1))
     n += _a8(MHSA_G * P) if obuf else 0
     n += _a8(MHSA_G * D) if qbuf else 0
     return n
@@ -598,7 +724,7 @@ def mhsa_chunk_scratch_per_core(d: Dims, isa: str) -> int:
     fwsa = bool(d.get("fwsa", 0))
     return _mhsa_core_bytes(d["S"], d["D"], d["P"], max(d["D"], d["S"], d["P"], 1),
                             _sm_needs_lut(d), fwsa and bool(d.get("row_term", 0)),
-                            bool(d.get("fused_out", 1)), fwsa, isa)
+                            bool(d.get("fused_out", 1)), fwsa, isa, bool(d.get("wide_scores", 0)))
 
 
 def mhsa_block_scratch(d: Dims, n_cores: int, isa: str) -> int:
@@ -607,7 +733,8 @@ def mhsa_block_scratch(d: Dims, n_cores: int, isa: str) -> int:
     fwsa = bool(d.get("fwsa", 0))
     S, E, P = d["S"], d["E"], d["P"]
     core = _mhsa_core_bytes(S, E if fwsa else P, P, max(E, S, P, 1), _sm_needs_lut(d),
-                            fwsa and bool(d.get("row_term", 0)), True, True, isa)
+                            fwsa and bool(d.get("row_term", 0)), True, True, isa,
+                            bool(d.get("wide_scores", 0)))
     kv = _a8(P * S) + (0 if fwsa else _a8(S * P))
     copies = 1 if (d.get("shared_kv", 1) or n_cores <= 1) else n_cores
     return copies * kv + n_cores * core
@@ -635,6 +762,9 @@ _SM_RULES = (
     Rule("ITAMax / ITAPartialMax: n_levels a power of two in [2, 256]",
          lambda d: d.get("softmax", 1) not in (2, 3)
          or d.get("n_levels", 256) in (2, 4, 8, 16, 32, 64, 128, 256)),
+    Rule("wide (int16) scores, rq_s.n_levels = 65536: iSoftmax only, with the rounded "
+         "normalisation (the Softmax node's rounded = True, as kl_isoftmax_s16)",
+         lambda d: not d.get("wide_scores", 0) or d.get("softmax", 1) == 1),
 )
 
 _MHSA_NOTES = (
@@ -820,6 +950,7 @@ COST_KEYS: dict[str, str] = {
     "matmul_nt": "matmul", "matmul_nn": "matmul", "bmatmul": "matmul", "bmatmul_i32": "matmul", "transpose8": "requant",
     "isoftmax": "softmax", "itamax": "softmax", "ita_partial_max": "softmax",
     "softmax_rows": "softmax", "ilayernorm": "layernorm", "igelu": "gelu", "add_rq": "add",
+    "layernorm_qdq": "layernorm", "isoftmax_s16": "softmax", "add_rq_x": "add", "lut8": "gelu",
     "mhsa_chunk": "mhsa_chunk", "mhsa_block": "mhsa_chunk",
 }
 
@@ -835,9 +966,10 @@ def cost_key(name: str) -> str:
 
 def softmax_lut_bytes(d: Dims) -> int:
     """Bytes of the softmax table (kl_softmax_lut, int32 x 256) the MHSA kernels and
-    kl_softmax_rows use for `d["softmax"]` (KL_SM_*): SM_LUT_BYTES for iSoftmax / ITAMax, else 0.
+    kl_softmax_rows use for `d["softmax"]` (KL_SM_*): SM_LUT_BYTES for iSoftmax / ITAMax, else 0
+    (also 0 with int16 scores, flag wide_scores: computed without a table).
     Passed as kl_softmax_t.lut (a model constant, flag lut_given = 1) it is not in the scratch."""
-    return SM_LUT_BYTES if d.get("softmax", 1) in (1, 2) else 0
+    return SM_LUT_BYTES if d.get("softmax", 1) in (1, 2) and not d.get("wide_scores", 0) else 0
 
 
 def mhsa_kv_bytes(d: Dims) -> dict[str, int]:

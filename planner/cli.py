@@ -85,7 +85,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from planner.frontend import load_graph
     from planner.frontend.onnx_io import parse_input_shapes
 
-    graph = load_graph(args.network, parse_input_shapes(args.input_shape))
+    graph = load_graph(args.network, parse_input_shapes(args.input_shape), int16=args.int16)
     doc = inspect_doc(graph, str(args.network))
     if args.json:
         print(json.dumps(doc, indent=1, sort_keys=True))
@@ -131,7 +131,7 @@ def cmd_golden(args: argparse.Namespace) -> int:
     from planner.frontend.onnx_io import parse_input_shapes
     from planner.golden import compare_outputs, load_npz_inputs, load_npz_outputs, run_graph
 
-    graph = load_graph(args.network, parse_input_shapes(args.input_shape))
+    graph = load_graph(args.network, parse_input_shapes(args.input_shape), int16=args.int16)
     notes: list[str] = []
     inputs = load_npz_inputs(graph, args.inputs, notes=notes)
     if args.expect:
@@ -159,6 +159,11 @@ def cmd_golden(args: argparse.Namespace) -> int:
 Command = Callable[[argparse.Namespace], int]
 
 
+def add_int16_option(p: argparse.ArgumentParser) -> None:
+    from planner.solve_cli import add_int16_option as add
+    add(p)
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     parser = _Parser(prog="planner", description="Tiling and memory planner for int8 Tiny "
                      "Transformers on MCUs (GAP9, STM32H7, STM32L4).")
@@ -179,6 +184,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
                    help="print the graph as one JSON document (inputs, nodes, totals, MHSA blocks, "
                         "notes) instead of tables")
     shape_opt(p)
+    add_int16_option(p)
     commands["inspect"] = cmd_inspect
 
     p = sub.add_parser("golden", help="run the bit-exact integer golden model")
@@ -193,6 +199,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
                         "any mismatch")
     p.add_argument("--unfused", action="store_true", help="run fused blocks through their parts")
     shape_opt(p)
+    add_int16_option(p)
     commands["golden"] = cmd_golden
 
     for register in _extra_commands():

@@ -26,7 +26,7 @@ def deployed_graph(plan: Plan) -> Graph:
                            f"{digest[:12]}... vs {str(src.get('sha256'))[:12]}... in plan.json): "
                            "re-run planner solve")
     shapes = {k: tuple(v) for k, v in (src.get("input_shapes") or {}).items()}
-    graph = load_graph(path, shapes or None)
+    graph = load_graph(path, shapes or None, int16=plan.options.get("int16") or "off")
     fused = {b["node"] for b in plan.blocks if (b.get("fwsa") or {}).get("applied")}
     for node in graph.nodes:
         if node.op == "MHSA" and node.name in fused:

@@ -8,6 +8,7 @@ Canonical ops (attrs in brackets; `rq` is an optional Requant fused into the pro
   Softmax(x)                    [kind: isoftmax|itamax|itapartialmax, coefficients]
   LayerNorm(x, weight, bias)    [d, n_levels]
   GELU(x)                       [b, one, rq]
+  Lut(x, table[256])            [in_lo]    8-bit table lookup y = table[x - in_lo] (QDQ GELU)
   Reshape / Transpose / Squeeze / Unsqueeze / Flatten / Identity   layout only
   MHSA(x, ...)                  [s, e, p, h, parts: the unfused nodes it replaces]
   Conv2d, MaxPool, Gather, Mean, and the rest of QuantLib's integer ops (golden model only so far).

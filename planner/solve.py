@@ -47,6 +47,7 @@ class SolveOptions:
     input_shapes: dict | None = None
     inputs: str | Path | None = None   # npz (arrays by position) for the FWSA deviation
     fwsa_samples: int = 4              # seeded random samples for the deviation without inputs
+    int16: str = "off"                 # QDQ int16 residual stream: auto | off | TENSOR,...
 
 
 @dataclass
@@ -227,7 +228,7 @@ def solve(network: str | Path, hw_spec: str | Path, opts: SolveOptions | None = 
         raise UsageError(f"--l1: hardware model '{hw0.name}' has no L1 (its levels: {', '.join(hw0.levels)})")
     hw = with_overrides(hw0, l1=opts.l1, l2=opts.l2) if (opts.l1 or opts.l2) else hw0
     cores = _check_cores(hw, opts.cores)
-    graph = load_graph(network, opts.input_shapes)
+    graph = load_graph(network, opts.input_shapes, int16=opts.int16)
     inputs = None
     warnings: list[str] = []
     if opts.inputs is not None:
@@ -944,7 +945,8 @@ def _assemble(network, hw, hw0, opts, cores, params, graph, pg, schedule, layers
                 "note": ("fused (FWSA) vs unfused integer model, golden model, in LSB; softmax: the "
                          "probabilities (without softmax: the scores feeding .V); block: the MHSA "
                          "output; output: the graph outputs; end to end over all blocks")}
-    options = {"dft": opts.dft, "fwsa": opts.fwsa, "l1": opts.l1, "l2": opts.l2, "cores": cores,
+    options = {"dft": opts.dft, "fwsa": opts.fwsa, "int16": opts.int16,
+               "l1": opts.l1, "l2": opts.l2, "cores": cores,
                "time_limit": opts.time_limit, "seed": opts.seed,
                "inputs": None if opts.inputs is None else Path(opts.inputs).name,
                "fwsa_samples": opts.fwsa_samples}

@@ -29,6 +29,7 @@ def register(sub, commands) -> None:
                    help="fused-weight self-attention per MHSA block: auto (where it lowers both the "
                         "estimated cycles and the parameters), on (every applicable block), off; "
                         "default auto")
+    add_int16_option(p)
     p.add_argument("--inputs", metavar="IN.npz",
                    help="graph inputs (arrays by position) on which the FWSA deviation is measured "
                         "(default: seeded random inputs)")
@@ -42,6 +43,14 @@ def register(sub, commands) -> None:
                    help="plan only: do not write the C project (OUT/c/)")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary table")
     commands["solve"] = cmd_solve
+
+
+def add_int16_option(p: argparse.ArgumentParser) -> None:
+    """--int16 (QDQ graphs: int16 residual stream, planner/transforms/int16.py)."""
+    p.add_argument("--int16", default="auto", metavar="auto|off|TENSOR,...",
+                   help="QDQ graphs: keep residual Add outputs in int16 where int8 would lose "
+                        ">= 3 bits of the finer Add input (auto, the default), nowhere (off), or "
+                        "for the named tensors")
 
 
 def add_solver_options(p: argparse.ArgumentParser) -> None:
@@ -89,7 +98,8 @@ def _solve_into(args: argparse.Namespace, out: Path) -> int:
     _check_sizes(args)
     opts = SolveOptions(dft=args.dft, fwsa=args.fwsa, l1=args.l1, l2=args.l2, cores=args.cores,
                         time_limit=args.time_limit, seed=args.seed,
-                        input_shapes=parse_input_shapes(args.input_shape), inputs=args.inputs)
+                        input_shapes=parse_input_shapes(args.input_shape), inputs=args.inputs,
+                        int16=args.int16)
     sol = solve(args.network, args.hw, opts)
     plan_path, report_path = out / PLAN_FILE, out / REPORT_FILE
     try:

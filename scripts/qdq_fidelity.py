@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
 """Fidelity of frontend B (QDQ → integer IR) against onnxruntime and float; prints markdown.
 
-    python scripts/qdq_fidelity.py                 # everything (about half a minute)
+    python scripts/qdq_fidelity.py                 # everything (about 40 s)
     python scripts/qdq_fidelity.py --only sweeps   # sweeps | small | blocks
 
 1. Sweeps of each derivation against float (SPEC §A): iSoftmax rows, iLayerNorm rows, iGELU over
    the int8 range, and the fixed-point requantization multipliers.
 2. Small graphs with only Linear/MatMul/Add, built here from seeded weights and quantized with
    onnxruntime's quantize_static: fraction of outputs within 1 LSB of onnxruntime.
-3. Whole encoder blocks (examples/*/qdq*.onnx when present, and a small block built here):
-   max |Δ| in LSB and cosine of the dequantized output against onnxruntime (and against float).
+3. Whole encoder blocks (examples/*/qdq*.onnx when present, the trained-statistics example
+   outlier_2block, and a small block built here): max |Δ| in LSB and cosine of the dequantized
+   output against onnxruntime and float, per block and end to end; the default lowering, with
+   --int16 auto (and its planned memory/cycle cost), and the previous lowering.
+4. The local check: every op fed onnxruntime's own inputs against onnxruntime's result of the
+   same op; ops over 1 LSB are flagged (local_errors).
 
 onnxruntime runs the same QDQ graph with graph_optimization_level = ORT_DISABLE_ALL, so every
 QuantizeLinear/DequantizeLinear is evaluated literally; ours is planner.golden.run_graph on
@@ -39,8 +43,8 @@ if str(ROOT) not in sys.path:
 from planner.frontend.qdq import (QdqOptions, dequantize_output, load_qdq_graph,  # noqa: E402
                                   quantize_input)
 from planner.frontend.qdq_fixed import (LN2, fixed_point, igelu_consts,  # noqa: E402
-                                        ilayernorm_consts, isoftmax_consts, requant_rel_error,
-                                        make_requant)
+                                        ilayernorm_consts, isoftmax_consts, layernorm_qdq_consts,
+                                        requant_rel_error, make_requant)
 from planner.golden import ops, run_graph  # noqa: E402
 
 OPSET = 17
@@ -346,57 +350,38 @@ def _softmax(x):
 
 
 def _isoftmax_rounded(x, c, n_levels=256):
-    """iSoftmax with a rounded instead of floored normalisation (a proposed golden variant)."""
-    xt = x - x.max(axis=-1, keepdims=True)
-    z = (-xt) // c["log2"]
-    p = xt + z * c["log2"]
-    y = (c["coeff_a"] * (p + c["coeff_b"]) ** 2 + c["coeff_c"]) >> np.minimum(z, 63)
-    total = y.sum(axis=-1, keepdims=True)
-    return (2 * y * (n_levels - 1) + total) // (2 * total)
-
-
-@contextlib.contextmanager
-def rounded_isoftmax(enabled: bool = True):
-    """Run the golden model with the proposed rounded iSoftmax normalisation (not the spec)."""
-    if not enabled:
-        yield
-        return
-    original = ops.isoftmax
-
-    def patched(x, coeff_a, coeff_b, coeff_c, log2, n_levels):
-        return _isoftmax_rounded(x, dict(coeff_a=coeff_a, coeff_b=coeff_b, coeff_c=coeff_c,
-                                         log2=log2), n_levels)
-    ops.isoftmax = patched
-    try:
-        yield
-    finally:
-        ops.isoftmax = original
+    """iSoftmax with the rounded normalisation (golden isoftmax(..., rounded=True))."""
+    return ops.isoftmax(x, c["coeff_a"], c["coeff_b"], c["coeff_c"], c["log2"], n_levels, rounded=True)
 
 
 def layernorm_sweep(rows: int = 3000, seed: int = 4) -> list[dict]:
-    """iLayerNorm (weight/bias/D from γ, β, s_out) vs float LayerNorm of the same int8 input,
-    quantized to s_out (round half even); with the input as is and widened by 2^7."""
+    """iLayerNorm and the QDQ LayerNorm (ops.layernorm_qdq) vs a float LayerNorm of the same int8
+    input, quantized to s_out (round half even). Rows with mean ~N(0, σ/2) and σ LSB, and the
+    residual-stream case of trained encoders: σ ~ 1 LSB around a zero point of -120."""
     rng = np.random.default_rng(seed)
     out = []
-    for E in (16, 32, 64):
-        for sigma in (8, 16, 32, 64):
-            mu = rng.normal(0, sigma / 2, (rows, 1))
-            x = np.clip(np.round(rng.normal(mu, sigma, (rows, E))), -128, 127).astype(np.int64)
-            s_in = 0.03
-            gamma = 1 + rng.normal(0, 0.1, E)
-            beta = rng.normal(0, 0.05, E)
-            s_out, zp = 4.5 / 127, 3
-            xr = x * s_in
-            ref = (xr - xr.mean(-1, keepdims=True)) / np.sqrt(xr.var(-1, keepdims=True) + 1e-5)
-            ref = np.clip(np.rint((ref * gamma + beta) / s_out) + zp, -128, 127)
-            row = dict(E=E, sigma=sigma)
-            for k in (0, 7):
-                w, b, d = ilayernorm_consts(gamma, beta, s_out, zp, in_span=255 << k)
-                ours = ops.ilayernorm(x << k, w, b, d, 256)
-                diff = ours - ref
-                row[k] = dict(max=np.abs(diff).max(), mean=np.abs(diff).mean(), bias=diff.mean(),
-                              within1=np.mean(np.abs(diff) <= 1), D=d)
-            out.append(row)
+    cases = [(E, sigma, 0) for E in (16, 32, 64) for sigma in (8, 16, 32, 64)]
+    cases += [(64, 1, -120), (384, 1, -120), (384, 4, -120)]
+    for E, sigma, zp_in in cases:
+        mu = rng.normal(0, sigma / 2, (rows, 1)) + zp_in
+        x = np.clip(np.round(rng.normal(mu, sigma, (rows, E))), -128, 127).astype(np.int64)
+        s_in = 0.03
+        gamma = 1 + rng.normal(0, 0.1, E)
+        beta = rng.normal(0, 0.05, E)
+        s_out, zp = 4.5 / 127, 3
+        xr = (x - zp_in) * s_in
+        ref = (xr - xr.mean(-1, keepdims=True)) / np.sqrt(xr.var(-1, keepdims=True) + 1e-5)
+        ref = np.clip(np.rint((ref * gamma + beta) / s_out) + zp, -128, 127)
+        row = dict(E=E, sigma=sigma, zp=zp_in)
+        w, b, d = ilayernorm_consts(gamma, beta, s_out, zp)
+        ours = {"ilayernorm": ops.ilayernorm(x, w, b, d, 256)}
+        w, b, d, k, eps = layernorm_qdq_consts(gamma, beta, s_in, "int8", s_out, zp, 1e-5)
+        ours["qdq"] = ops.layernorm_qdq(x, w, b, d, 256, k, eps)
+        for key, y in ours.items():
+            diff = y - ref
+            row[key] = dict(max=np.abs(diff).max(), mean=np.abs(diff).mean(), bias=diff.mean(),
+                            within1=np.mean(np.abs(diff) <= 1))
+        out.append(row)
     return out
 
 
@@ -458,13 +443,15 @@ def report_sweeps() -> None:
         print(f"| {r['L']} | {r['S']} | {r['spread']:g} | {r['max']:.2f} | {r['mean']:.3f} | "
               f"{r['bias']:+.3f} | {r['rowsum']:.1f} | {r['max_rounded']:.2f} | "
               f"{r['bias_rounded']:+.3f} | {r['max_1e']:.1f} |")
-    print("\n### iLayerNorm vs float LayerNorm of the same int8 input (output LSB)\n")
-    print("| E | input σ (LSB) | max \\|Δ\\| | mean \\|Δ\\| | bias | ≤1 LSB | max \\|Δ\\| (x·2^7) | mean (x·2^7) | ≤1 LSB (x·2^7) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n### LayerNorm vs float LayerNorm of the same int8 input (output LSB)\n")
+    print("| E | input σ (LSB) | input zp | iLayerNorm max \\|Δ\\| | mean \\|Δ\\| | bias | ≤1 LSB | "
+          "QDQ LayerNorm max \\|Δ\\| | mean \\|Δ\\| | bias | ≤1 LSB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in layernorm_sweep():
-        a, b = r[0], r[7]
-        print(f"| {r['E']} | {r['sigma']} | {a['max']:.0f} | {a['mean']:.3f} | {a['bias']:+.3f} | "
-              f"{a['within1'] * 100:.2f}% | {b['max']:.0f} | {b['mean']:.3f} | {b['within1'] * 100:.2f}% |")
+        a, b = r["ilayernorm"], r["qdq"]
+        print(f"| {r['E']} | {r['sigma']} | {r['zp']} | {a['max']:.0f} | {a['mean']:.3f} | "
+              f"{a['bias']:+.3f} | {a['within1'] * 100:.2f}% | {b['max']:.0f} | {b['mean']:.3f} | "
+              f"{b['bias']:+.3f} | {b['within1'] * 100:.2f}% |")
     print("\n### iGELU over all int8 inputs vs float GELU\n")
     print("| input scale e | b | one | max \\|real − GELU\\| (output LSB) | max \\|Δ\\| after RQ | mean \\|Δ\\| | ≤1 LSB |")
     print("|---|---|---|---|---|---|---|")
@@ -508,35 +495,87 @@ def _float_ref(float_path: Path, feeds: dict) -> np.ndarray | None:
     return sess.run(None, feeds)[0]
 
 
-def report_blocks(variants: bool = True) -> list[dict]:
+PREVIOUS = QdqOptions(layernorm="ilayernorm", softmax_scores="int8", gelu="igelu",
+                      absorb_clip_codes=256)  # the lowering before issue 12, for comparison
+TRAINED_EXAMPLE = "outlier_2block"
+
+
+def example_cases() -> list[tuple[str, Path, list[dict], Path]]:
+    """(title, qdq path, float test feeds, float model) of every committed QDQ example: the
+    held-out input of the random-weight examples, the 16 held-out inputs of the trained one."""
     cases = []
-    for name, fn in BLOCK_FILES:
+    for name, fn in BLOCK_FILES + [(TRAINED_EXAMPLE, "qdq.onnx")]:
         path = EXAMPLES / name / fn
-        if path.exists() and (EXAMPLES / name / "inputs_float.npz").exists():
-            x = np.load(EXAMPLES / name / "inputs_float.npz")["input"]
-            cases.append((f"{name}/{fn}", path, [{"input": x}], EXAMPLES / name / "float.onnx"))
+        held = EXAMPLES / name / "heldout_float.npz"
+        src = held if held.exists() else EXAMPLES / name / "inputs_float.npz"
+        if path.exists() and src.exists():
+            x = np.load(src)["input"]
+            tests = [{"input": v} for v in (x if x.ndim == 4 else x[None])]
+            cases.append((f"{name}/{fn}", path, tests, EXAMPLES / name / "float.onnx"))
+    return cases
+
+
+def block_cosines(graph, path: Path, float_path: Path, tests: list[dict]) -> list[dict]:
+    """Per encoder block (its output: the second residual Add) and end to end: cosine of ours
+    against float and against onnxruntime's QDQ run, and onnxruntime's against float."""
+    sess, q_of, inits = _ort_with_intermediates(path)
+    names = [o.name for o in sess.get_outputs()]
+    fm = onnx.load(str(float_path))
+    outs = [t for t in sorted(q_of) if t.endswith(".res2.out")]
+    for t in outs:
+        fm.graph.output.append(helper.make_tensor_value_info(t, TensorProto.FLOAT, None))
+    fsess = ort_session(fm.SerializeToString())
+    fnames = [o.name for o in fsess.get_outputs()]
+    pool: dict[str, list] = {}
+    for feeds in tests:
+        res = dict(zip(names, sess.run(None, feeds)))
+        fres = dict(zip(fnames, fsess.run(None, feeds)))
+        ins = [quantize_input(graph, n, feeds[n]) for n in graph.inputs]
+        env = run_graph(graph, ins, keep_all=True)
+        for t in outs + graph.outputs:
+            if t in graph.outputs:
+                ort = res[t]
+            else:
+                qn = q_of[t]
+                ort = (res[qn.output[0]].astype(np.float64) - int(inits[qn.input[2]])) * float(inits[qn.input[1]])
+            ours = dequantize_output(graph, t, env[t])
+            p = pool.setdefault(t, [[], [], []])
+            p[0].append(ours.ravel()), p[1].append(np.asarray(ort).ravel()), p[2].append(fres[t].ravel())
+    rows = []
+    for t, (o, r, f) in pool.items():
+        o, r, f = (np.concatenate(v).astype(np.float64) for v in (o, r, f))
+        rows.append(dict(tensor=t, cos_float=cosine(o, f), cos_ort=cosine(o, r), ort_float=cosine(r, f)))
+    return rows
+
+
+def _int16_cost(graph) -> tuple[int, int]:
+    """(int16 tensors, extra bytes) from the int16 transform's notes."""
+    notes = [n for n in graph.notes if "int16 (scale/256)" in n]
+    return len(notes), sum(int(n.rsplit("+", 1)[1].split()[0]) for n in notes)
+
+
+def report_blocks(variants: bool = True) -> list[dict]:
+    cases = [(t, p, tests, f) for t, p, tests, f in example_cases()]
     labels = {0: "Div(√2) GELU, ·1/√P", 1: "Mul(1/√2) GELU, (x·0.5)·(1+erf), ÷√P"}
     feeds = block_feeds()
     for variant in (0, 1):
         fm = block_model(variant=variant)
         cases.append((f"built S=16 E=16 H=2 P=8 ({labels[variant]})", quantize(fm, feeds[:6]),
                       feeds[6:], fm))
-    option_sets = [("default", QdqOptions(), False)]
+    option_sets = [("default", QdqOptions())]
     if variants:
-        option_sets += [("LN input ×2^7", QdqOptions(layernorm_input_shift=7), False),
-                        ("rounded iSoftmax", QdqOptions(), True),
-                        ("both", QdqOptions(layernorm_input_shift=7), True)]
+        option_sets += [("int16 auto", QdqOptions(int16="auto")), ("previous", PREVIOUS)]
     rows = []
-    for label, opt, rounded in option_sets:
+    for label, opt in option_sets:
         for title, src, tests, fsrc in cases:
             graph = load_qdq_graph(src, opt) if isinstance(src, Path) else load_model_graph(src, opt)
-            with rounded_isoftmax(rounded):
-                r = compare(graph, src, tests)
-                fl, ortf = _float_cos(graph, src, fsrc, tests)
-            r.update(name=title, options=label, cos_float=fl, ort_float=ortf,
-                     mhsa=sum(n.op == "MHSA" for n in graph.nodes))
+            r = compare(graph, src, tests)
+            fl, ortf = _float_cos(graph, src, fsrc, tests)
+            n16, extra = _int16_cost(graph)
+            r.update(name=title, options=label, cos_float=fl, ort_float=ortf, int16=n16,
+                     extra_bytes=extra, mhsa=sum(n.op == "MHSA" for n in graph.nodes))
             rows.append(r)
-    print("### Encoder blocks vs onnxruntime (dequantized output, default lowering)\n")
+    print("### Encoder blocks vs onnxruntime (dequantized output, default lowering, int8)\n")
     print("| model | outputs | MHSA fused | max \\|Δ\\| (LSB) | mean \\|Δ\\| | within 1 LSB | "
           "cos vs ORT | cos vs float | ORT's cos vs float |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -546,67 +585,213 @@ def report_blocks(variants: bool = True) -> list[dict]:
                   f"{r['within1'] * 100:.1f}% | {r['cos']:.5f} | {r['cos_float']:.5f} | "
                   f"{r['ort_float']:.5f} |")
     if variants:
-        print("\n### The same blocks with the two proposed changes (not the current spec)\n")
-        print("max \\|Δ\\| vs onnxruntime in LSB / cosine vs float.\n")
-        print("| model | default | LN input ×2^7 | rounded iSoftmax | both |")
-        print("|---|---|---|---|---|")
+        print("\n### Lowerings compared: cosine vs float (max \\|Δ\\| vs onnxruntime in LSB)\n")
+        print("`previous` = the lowering before this change (iLayerNorm, int8 softmax scores, "
+              "iGELU, absorbed zero points clipping); `int16 auto` = the default plus the int16 "
+              "residual stream where `--int16 auto` chooses it (tensors, extra activation bytes).\n")
+        print("| model | ORT's QDQ | previous | default (int8) | int16 auto | int16 tensors (+bytes) |")
+        print("|---|---|---|---|---|---|")
         for title, *_ in cases:
-            cells = []
-            for label, *_ in option_sets:
-                r = next(r for r in rows if r["name"] == title and r["options"] == label)
-                cells.append(f"{r['max']:.0f} / {r['cos_float']:.5f}")
-            print(f"| {title} | " + " | ".join(cells) + " |")
+            cell = {r["options"]: r for r in rows if r["name"] == title}
+            c = lambda k: f"{cell[k]['cos_float']:.5f} ({cell[k]['max']:.0f})"  # noqa: E731
+            i16 = cell["int16 auto"]
+            print(f"| {title} | {cell['default']['ort_float']:.5f} | {c('previous')} | {c('default')} | "
+                  f"{c('int16 auto')} | {i16['int16']} (+{i16['extra_bytes']}) |")
     print()
+    return rows
+
+
+def report_block_cosines() -> list[dict]:
+    print("### Per block and end to end (cosine; default lowering, int8, and with --int16 auto)\n")
+    print("| model | tensor | ours vs float | ours vs ORT | ORT vs float | int16 auto: ours vs float |")
+    print("|---|---|---|---|---|---|")
+    out = []
+    for title, path, tests, fpath in example_cases():
+        r8 = block_cosines(load_qdq_graph(path), path, fpath, tests)
+        r16 = block_cosines(load_qdq_graph(path, QdqOptions(int16="auto")), path, fpath, tests)
+        for a, b in zip(r8, r16):
+            print(f"| {title} | {a['tensor']} | {a['cos_float']:.5f} | {a['cos_ort']:.5f} | "
+                  f"{a['ort_float']:.5f} | {b['cos_float']:.5f} |")
+            out.append(dict(name=title, **a, int16_cos_float=b["cos_float"]))
+    print()
+    return out
+
+
+def report_int16_plan(hw: str = "gap9") -> None:
+    """Memory and estimated cycles of the trained example's plan with and without int16."""
+    import tempfile as _tf
+    from planner.solve import SolveOptions, solve
+    path = EXAMPLES / TRAINED_EXAMPLE / "qdq.onnx"
+    if not path.exists():
+        return
+    print(f"### Cost of the int16 residual stream ({TRAINED_EXAMPLE}, `planner solve`)\n")
+    print("| hardware | --int16 | L2 activation peak (B) | L2 peak (B) | L1 peak (B) | est. cycles |")
+    print("|---|---|---|---|---|---|")
+    for hwn in ("gap9", "stm32h7"):
+        for mode in ("off", "auto"):
+            plan = solve(path, hwn, SolveOptions(int16=mode, time_limit=2.0)).plan
+            m = plan.memory
+            l1 = m.get("L1", {}).get("peak", "-")
+            print(f"| {hwn} | {mode} | {m['L2']['breakdown']['activations']} | {m['L2']['peak']} | "
+                  f"{l1} | {plan.estimate['cycles']} |")
+    print()
+
+
+def report_local_all() -> list[dict]:
+    """The local check of every QDQ example: ops over 1 LSB against onnxruntime fed the same
+    inputs (the default lowering and the previous one)."""
+    print("### Local check: every op fed onnxruntime's inputs, ops over 1 LSB\n")
+    print("| model | lowering | ops checked | ops over 1 LSB (max \\|Δ\\|) | elements left out "
+          "(onnxruntime saturated) |")
+    print("|---|---|---|---|---|")
+    out = []
+    for title, path, tests, _ in example_cases():
+        for label, opt in (("default", QdqOptions()), ("previous", PREVIOUS)):
+            rows = local_errors(path, tests, opt)
+            over = [f"{r['node']} ({r['max']:.2f})" for r in rows if r["over"]]
+            sat = sum(r["saturated"] for r in rows)
+            print(f"| {title} | {label} | {len(rows)} | {', '.join(over) or 'none'} | {sat} |")
+            out.append(dict(name=title, options=label, rows=rows))
+    print()
+    return out
+
+
+def _ort_with_intermediates(path: Path):
+    """onnxruntime session on the QDQ model with every QuantizeLinear output exposed, and
+    {float tensor: its QuantizeLinear node}, the initializers."""
+    model = onnx.load(str(path))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    q_of = {n.input[0]: n for n in model.graph.node if n.op_type == "QuantizeLinear"}
+    outs = {o.name for o in model.graph.output}
+    for t, qn in q_of.items():
+        if qn.output[0] not in outs:
+            zp = inits[qn.input[2]]
+            elem = TensorProto.INT8 if zp.dtype == np.int8 else TensorProto.UINT8
+            model.graph.output.append(helper.make_tensor_value_info(qn.output[0], elem, None))
+        if t not in outs and t not in inits:  # the float value onnxruntime quantizes
+            model.graph.output.append(helper.make_tensor_value_info(t, TensorProto.FLOAT, None))
+    return ort_session(model.SerializeToString()), q_of, inits
+
+
+def _ort_quantizations_inside(model: onnx.ModelProto, out_q: onnx.NodeProto,
+                              inputs: set[str]) -> list[onnx.NodeProto]:
+    """The QuantizeLinear nodes of onnxruntime's graph between the Q/DQ of `inputs` (our op's
+    inputs) and `out_q` (its output's Q), out_q included: the roundings of the op in
+    onnxruntime (a Linear's intermediate matmul output, the four of an erf GELU ...)."""
+    prod = {o: n for n in model.graph.node for o in n.output}
+    found, seen, todo = [out_q], set(), list(out_q.input[:1])
+    while todo:
+        t = todo.pop()
+        n = prod.get(t)
+        if n is None or t in seen:
+            continue
+        seen.add(t)
+        if n.op_type == "QuantizeLinear":
+            if n.input[0] in inputs:
+                continue
+            found.append(n)
+        if n.op_type == "DequantizeLinear" and prod.get(n.input[0]) is not None \
+                and prod[n.input[0]].op_type == "QuantizeLinear" and prod[n.input[0]].input[0] in inputs:
+            continue
+        todo += [i for i in n.input if i]
+    return found
+
+
+def local_errors(path: Path, tests: list[dict], options: QdqOptions | None = None) -> list[dict]:
+    """Each op of our (unfused) lowering fed onnxruntime's own inputs (its int8 codes put on our
+    grid), against onnxruntime's result of the same op on our output grid: the float value its
+    final QuantizeLinear reads, rounded (half to even) and clipped on our grid. On the same grid
+    that is onnxruntime's own output code; where ours differs (absorbed zero points, int16
+    scores) it judges our op, not the two grids. |Δ| in LSB of the coarser of the two output grids
+    (ours, onnxruntime's), pooled over the inputs.
+    Elements where onnxruntime saturated inside the op (an intermediate quantization whose input
+    lies beyond its calibrated range: it clips there and we do not) are left out and counted
+    (`saturated`). `over` = the op exceeds 1 LSB somewhere."""
+    from planner.golden.run import run_nodes
+    graph = load_qdq_graph(path, options, fuse=False)
+    sess, q_of, inits = _ort_with_intermediates(path)
+    model = onnx.load(str(path))
+    names = [o.name for o in sess.get_outputs()]
+    # our tensors named like the float tensors onnxruntime quantizes (or after the graph output
+    # that dequantizes them); the graph output's QuantizeLinear reads '<output>_QuantizeLinear_Input'
+    alias = {f"{o}_QuantizeLinear_Input": o for o in graph.outputs}
+
+    def q_node(t):
+        if t in q_of:
+            return q_of[t]
+        for k, v in alias.items():
+            if v == t and k in q_of:
+                return q_of[k]
+        return None
+
+    def code_limits(qn):
+        zp = inits[qn.input[2]]
+        return (-128, 127) if zp.dtype == np.int8 else (0, 255)
+
+    diffs: dict[str, list] = {}
+    sat: dict[str, int] = {}
+    for feeds in tests:
+        res = dict(zip(names, sess.run(None, feeds)))
+
+        def ort_real(t):
+            qn = q_node(t)
+            s, z = float(inits[qn.input[1]]), int(inits[qn.input[2]])
+            return (res[qn.output[0]].astype(np.float64) - z) * s, s
+
+        def ours_int(t, real):
+            tt = graph.tensors[t]
+            lo, hi = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}[tt.dtype]
+            q = np.rint(real / float(tt.quant.scale)) + int(tt.quant.zero_point)
+            return np.clip(q, lo, hi).astype(np.int64)
+
+        for node in graph.nodes:
+            if node.op in ("Reshape", "Transpose") or q_node(node.outputs[0]) is None:
+                continue
+            env = {k: t.data for k, t in graph.tensors.items() if t.is_const}
+            if any(i not in env and q_node(i) is None for i in node.inputs):
+                continue
+            for i in node.inputs:
+                if i not in env:
+                    env[i] = ours_int(i, ort_real(i)[0])
+            run_nodes([node], env)
+            out_q = q_node(node.outputs[0])
+            ref = ours_int(node.outputs[0], res[out_q.input[0]].astype(np.float64))
+            so = float(inits[out_q.input[1]])
+            sw = float(np.asarray(graph.tensors[node.outputs[0]].quant.scale))
+            d = (env[node.outputs[0]] - ref) * (sw / max(so, sw))  # in the coarser grid's LSB
+            ins = {i for i in node.inputs if i in q_of} | {k for k, v in alias.items() if v in node.inputs}
+            mask = np.zeros(d.shape, dtype=bool)
+            for qn in _ort_quantizations_inside(model, out_q, ins)[1:]:
+                val = res.get(qn.input[0])
+                if val is not None and val.shape == d.shape:  # its input beyond its range
+                    lo, hi = code_limits(qn)
+                    q = val.astype(np.float64) / float(inits[qn.input[1]]) + int(inits[qn.input[2]])
+                    mask |= (q < lo - 0.5) | (q > hi + 0.5)
+            sat[node.name] = sat.get(node.name, 0) + int(mask.sum())
+            diffs.setdefault(node.name, [node.op, []])[1].append(np.round(d[~mask], 3).ravel())
+    rows = []
+    for name, (op, ds) in diffs.items():
+        d = np.concatenate(ds)
+        if not d.size:
+            d = np.zeros(1)
+        rows.append(dict(node=name, op=op, max=float(np.abs(d).max()), mean=float(np.abs(d).mean()),
+                         bias=float(d.mean()), within1=float(np.mean(np.abs(d) <= 1)),
+                         over=bool(np.abs(d).max() > 1), saturated=sat[name], n=int(d.size)))
     return rows
 
 
 def report_local(name: str = "eeg_block") -> None:
     """Each op fed onnxruntime's own (requantized) inputs: where the block's error comes from."""
-    path = EXAMPLES / name / "qdq.onnx"
-    if not path.exists():
+    case = next((c for c in example_cases() if c[0] == f"{name}/qdq.onnx"), None)
+    if case is None:
         return
-    from planner.golden.run import run_nodes
-    graph = load_qdq_graph(path, fuse=False)
-    model = onnx.load(str(path))
-    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    q_of = {n.input[0]: n for n in model.graph.node if n.op_type == "QuantizeLinear"}
-    for t in graph.tensors:
-        if t in q_of:
-            zp = inits[q_of[t].input[2]]
-            elem = TensorProto.INT8 if zp.dtype == np.int8 else TensorProto.UINT8
-            model.graph.output.append(helper.make_tensor_value_info(q_of[t].output[0], elem, None))
-    x = np.load(EXAMPLES / name / "inputs_float.npz")["input"]
-    sess = ort_session(model.SerializeToString())
-    res = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"input": x})))
-
-    def ort_real(t):
-        qn = q_of[t]
-        s, z = float(inits[qn.input[1]]), int(inits[qn.input[2]])
-        return (res[qn.output[0]].astype(np.float64) - z) * s, s
-
-    def ours_int(t, real):
-        qi = graph.tensors[t].quant
-        lo, hi = (-128, 127) if graph.tensors[t].dtype == "int8" else (0, 255)
-        return np.clip(np.rint(real / float(qi.scale)) + int(qi.zero_point), lo, hi).astype(np.int64)
-
-    print(f"### Per-op error on {name}, each op fed onnxruntime's inputs (output LSB)\n")
-    print("| node | op | max \\|Δ\\| | mean \\|Δ\\| | mean Δ (bias) | within 1 LSB |")
-    print("|---|---|---|---|---|---|")
-    for node in graph.nodes:
-        if node.op in ("Reshape", "Transpose") or node.outputs[0] not in q_of:
-            continue
-        env = {k: t.data for k, t in graph.tensors.items() if t.is_const}
-        if any(i not in env and i not in q_of for i in node.inputs):
-            continue
-        for i in node.inputs:
-            if i not in env:
-                env[i] = ours_int(i, ort_real(i)[0])
-        run_nodes([node], env)
-        ref, s = ort_real(node.outputs[0])
-        d = (dequantize_output(graph, node.outputs[0], env[node.outputs[0]]) - ref) / s
-        d = np.round(d, 3)
-        print(f"| {node.name} | {node.op} | {np.abs(d).max():.0f} | {np.abs(d).mean():.3f} | "
-              f"{d.mean():+.3f} | {np.mean(np.abs(d) <= 1) * 100:.1f}% |")
+    _, path, tests, _ = case
+    print(f"### Per-op error on {name}, each op fed onnxruntime's inputs\n")
+    print("| node | op | max \\|Δ\\| | mean \\|Δ\\| | mean Δ (bias) | within 1 LSB | left out |")
+    print("|---|---|---|---|---|---|---|")
+    for r in local_errors(path, tests):
+        print(f"| {r['node']} | {r['op']} | {r['max']:.2f} | {r['mean']:.3f} | "
+              f"{r['bias']:+.3f} | {r['within1'] * 100:.2f}% | {r['saturated']} |")
     print()
 
 
@@ -635,6 +820,10 @@ def main(argv=None) -> int:
         result["small"] = report_small()
     if "blocks" in parts:
         result["blocks"] = report_blocks()
+        result["per_block"] = report_block_cosines()
+        report_int16_plan()
+        result["local"] = report_local_all()
+        report_local(TRAINED_EXAMPLE)
         report_local()
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, default=float))

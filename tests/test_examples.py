@@ -163,3 +163,38 @@ def test_rebuild_is_byte_identical(tmp_path):
     assert sorted(rebuilt) == sorted(committed)
     differing = [k for k in committed if committed[k] != rebuilt[k]]
     assert not differing, f"rebuilt files differ from the committed ones: {differing}"
+
+
+# ---- the trained-statistics example (outlier channels, attention rows peaking low) ----------
+
+TRAINED = be.TRAINED.name
+
+
+def _trained_meta():
+    p = EXAMPLES_DIR / TRAINED / "meta.json"
+    if not p.exists():
+        pytest.skip(f"{p} not built (python examples/build_examples.py --only {TRAINED})")
+    return json.loads(p.read_text())
+
+
+def test_trained_example_float_model_and_statistics():
+    meta = _trained_meta()
+    cfg = be.TRAINED
+    weights = be.make_trained_weights(cfg)
+    held = np.load(EXAMPLES_DIR / TRAINED / "heldout_float.npz")["input"]
+    assert np.array_equal(held, be.make_trained_inputs(cfg, be._heldout_seed(cfg), len(held)))
+    y = be.run_ort(EXAMPLES_DIR / TRAINED / "float.onnx", held[0])
+    np.testing.assert_allclose(y, be.float_forward(cfg, weights, held[0]), rtol=1e-4, atol=1e-4)
+    # the statistics the README states, recomputed from the committed QDQ model
+    calib = be.make_trained_inputs(cfg, be._calib_seed(cfg), be.N_CALIB)
+    stats = be.trained_statistics(cfg, weights, calib, onnx.load(str(EXAMPLES_DIR / TRAINED / "qdq.onnx")))
+    assert stats == meta["statistics"]
+    res = stats["residual"]["b0.res1"]
+    assert res["zero_point"] < -100 and res["ordinary_row_std_lsb_median"] < 2  # a row ~ 1 LSB
+    for sc in stats["scores"].values():
+        assert sc["calibrated_max"] > 10 * sc["row_max_median"]
+        assert sc["rows_peaking_below_int8_window"] > 0.9
+    summary = be._qdq_summary(onnx.load(str(EXAMPLES_DIR / TRAINED / "qdq.onnx")))
+    for op in QDQ_OPS:
+        s = summary[op]
+        assert s["inputs_from_dq"] == s["outputs_to_q"] == s["count"], (op, s)

@@ -45,7 +45,11 @@ TARGETS = {
 }
 
 OP = dict(LINEAR=1, FINALIZE=2, REQUANT=3, MM_NT=4, MM_NN=5, BMM=6, ISOFTMAX=7, ITAMAX=8,
-          ITAPMAX=9, LAYERNORM=10, GELU_I32=11, GELU_RQ=12, ADD=13, TRANSPOSE=14)
+          ITAPMAX=9, LAYERNORM=10, GELU_I32=11, GELU_RQ=12, ADD=13, TRANSPOSE=14,
+          LAYERNORM_QDQ=15, ISOFTMAX16=16, ADD_X=17, LUT8=18)
+DT = {"uint8": 0, "int8": 1, "int16": 2}  # KL_DT_*
+NP_DT = {"uint8": np.uint8, "int8": np.int8, "int16": np.int16}
+RANGE = {"uint8": (0, 255), "int8": (-128, 127), "int16": (-32768, 32767)}
 
 SOFTMAX_COEFFS = [(1, 345, 62395, 255), (1, 173, 15599, 127), (1, 67, 2376, 50)]
 
@@ -238,7 +242,7 @@ class Gen:
 
     # ---- matmuls -------------------------------------------------------------------------
     def mm_nt(self, M, N, K, *, pad=(0, 0, 0), rc=False, cc=False, rq_kind="tensor",
-              extreme=False, use_scratch=True):
+              extreme=False, use_scratch=True, wide=False):
         rng = self.rng
         a_rs, b_rs, y_rs = K + pad[0], K + pad[1], N + pad[2]
         a, A = strided(rng, M, K, a_rs, -128, 127, np.int8, extreme)
@@ -246,8 +250,13 @@ class Gen:
         r = rng.integers(-2**15, 2**15, M) if rc else None
         c = rng.integers(-2**15, 2**15, N) if cc else None
         acc = A @ B.T + (r[:, None] if rc else 0) + (c[None, :] if cc else 0)
-        rq = make_rq(rng, rq_kind, M, N, float(np.abs(acc).mean() + 1))
-        init, exp = out_buffer(rng, M, N, y_rs, np.uint8, to8(rq.apply(acc)))
+        if wide:  # int16 output (QDQ softmax scores): n_levels 65536, signed
+            rq = make_rq(rng, rq_kind, M, N, float(np.abs(acc).mean() + 1) / 256, signed=1,
+                         n_levels=65536)
+            init, exp = out_buffer(rng, M, N, y_rs, np.int16, rq.apply(acc))
+        else:
+            rq = make_rq(rng, rq_kind, M, N, float(np.abs(acc).mean() + 1))
+            init, exp = out_buffer(rng, M, N, y_rs, np.uint8, to8(rq.apply(acc)))
         z = np.zeros(0, np.int32)
         self.add("matmul_nt", f"M{M} N{N} K{K} pad{pad}", OP["MM_NT"],
                  [M, N, K, a_rs, b_rs, y_rs, int(rc), int(cc), *rq.params(),
@@ -372,6 +381,94 @@ class Gen:
                  [rows, L, x_rs, L + 2, d_log2, n_levels, 0],
                  [x, w.astype(np.int32), b.astype(np.int32), init], exp)
 
+    def layernorm_qdq(self, rows, L, x_dtype, *, kind="random", d_log2=16, wmag=2**23,
+                      eps=0, pad=1):
+        """kl_layernorm_qdq vs ops.layernorm_qdq; kind: random | narrow (a row spans a few
+        codes around a large offset, as a residual stream set by an outlier) | extreme | const."""
+        rng = self.rng
+        lo, hi = RANGE[x_dtype]
+        x_rs = L + pad
+        if kind == "narrow":
+            c = int(rng.integers(lo + 8, hi - 8))
+            w_ = max(2, (hi - lo) // 100)
+            x, X = strided(rng, rows, L, x_rs, c - w_, c + w_, NP_DT[x_dtype])
+        elif kind == "const":
+            v = int(rng.integers(lo, hi + 1))
+            x, X = strided(rng, rows, L, x_rs, v, v, NP_DT[x_dtype])
+        else:
+            x, X = strided(rng, rows, L, x_rs, lo, hi, NP_DT[x_dtype], kind == "extreme")
+        in_shift = 0 if x_dtype == "int16" else 8
+        w = rng.integers(-wmag + 1, wmag, L)
+        b = rng.integers(-2**30, 2**30, L)
+        y = ops.layernorm_qdq(X, w, b, 1 << d_log2, 256, in_shift, eps)
+        init, exp = out_buffer(rng, rows, L, L + 2, np.int8, y)
+        self.add("layernorm_qdq", f"{rows}x{L} {x_dtype} {kind} D2^{d_log2} eps{eps}",
+                 OP["LAYERNORM_QDQ"],
+                 [DT[x_dtype], rows, L, x_rs, L + 2, in_shift, eps, d_log2, 256, 0],
+                 [x, w.astype(np.int32), b.astype(np.int32), init], exp)
+
+    def isoftmax16(self, rows, L, coeffs, *, kind="random", n_levels=256):
+        a, b, c, l2 = coeffs
+        rng = self.rng
+        x_rs, y_rs = L + 3, L + 1
+        if kind == "random":
+            x, X = strided(rng, rows, L, x_rs, -32768, 32767, np.int16)
+        elif kind == "narrow":   # realistic int16 scores: a spread of a few octaves
+            cc = int(rng.integers(-20000, 20000))
+            x, X = strided(rng, rows, L, x_rs, cc - 12 * l2, cc + 3 * l2, np.int16)
+        elif kind == "extreme":
+            x, X = strided(rng, rows, L, x_rs, -32768, 32767, np.int16, extreme=True)
+        else:
+            v = int(rng.integers(-32768, 32768))
+            x, X = strided(rng, rows, L, x_rs, v, v, np.int16)
+        y = ops.isoftmax(X, a, b, c, l2, n_levels, rounded=True)
+        init, exp = out_buffer(rng, rows, L, y_rs, np.uint8, y)
+        self.add("isoftmax_s16", f"{rows}x{L} {coeffs} {kind}", OP["ISOFTMAX16"],
+                 [rows, L, x_rs, y_rs, a, b, c, l2, n_levels,
+                  kd.scratch_bytes("isoftmax_s16", {"rows": rows, "L": L}, 1, self.isa)],
+                 [x, init], exp)
+
+    def add_x(self, rows, cols, a_dt, b_dt, y_dt, *, extreme=False):
+        """kl_add_rq_x: int16 operands / output (an int16 residual stream)."""
+        rng = self.rng
+        a_rs, b_rs, y_rs = cols + 1, cols + 2, cols
+        a, A = strided(rng, rows, cols, a_rs, *RANGE[a_dt], NP_DT[a_dt], extreme)
+        b, B = strided(rng, rows, cols, b_rs, *RANGE[b_dt], NP_DT[b_dt], extreme)
+        wide = 2**30
+        n_out = 65536 if y_dt == "int16" else 256
+        # the QDQ form: a*mul_a + b*mul_b unclipped (div 1), one rounding at the end
+        ma, mb = int(rng.integers(1, 8192)), int(rng.integers(1, 8192))
+        if extreme:
+            ma, mb = 8191, -8191
+        rqa = RQ(np.array([ma]), None, (0, 0, 0), (0, 0, 0), 0, wide, 1)
+        rqb = RQ(np.array([mb]), None, (0, 0, 0), (0, 0, 0), 0, wide, 1)
+        top = int(np.abs(A).max() * abs(ma) + np.abs(B).max() * abs(mb)) + 1
+        sh = max(0, top.bit_length() - (15 if y_dt == "int16" else 7) + int(rng.integers(-1, 2)))
+        rqo = RQ(np.array([1]), np.array([int(rng.integers(-2**20, 2**20))]), (0, 0, 0),
+                 (0, 0, 0), sh, n_out, int(y_dt != "uint8"))
+        y = rqo.apply(rqa.apply(A) + rqb.apply(B))
+        if y_dt == "int16":
+            init, exp = out_buffer(rng, rows, cols, y_rs, np.int16, y)
+        else:
+            init, exp = out_buffer(rng, rows, cols, y_rs, np.uint8, to8(y))
+        self.add("add_rq_x", f"{rows}x{cols} {a_dt}+{b_dt}->{y_dt}", OP["ADD_X"],
+                 [DT[a_dt], DT[b_dt], DT[y_dt], rows, cols, a_rs, b_rs, y_rs, *rqa.params(),
+                  *rqb.params(), *rqo.params(), 0],
+                 [a, b, *rqa.arrays(), *rqb.arrays(), *rqo.arrays(), init], exp)
+
+    def lut8(self, rows, cols, x_signed, out_signed, *, kind="random"):
+        rng = self.rng
+        lo, hi = (-128, 127) if x_signed else (0, 255)
+        x_rs, y_rs = cols + 1, cols + 3
+        x, X = strided(rng, rows, cols, x_rs, lo, hi, np.int8 if x_signed else np.uint8,
+                       kind == "extreme")
+        table = rng.integers(*((-128, 128) if out_signed else (0, 256)), 256)
+        y = ops.lut8(X, table, lo)
+        init, exp = out_buffer(rng, rows, cols, y_rs, np.uint8, to8(y))
+        self.add("lut8", f"{rows}x{cols} xs{x_signed} ys{out_signed} {kind}", OP["LUT8"],
+                 [x_signed, rows, cols, x_rs, y_rs, 0],
+                 [x, to8(table), init], exp)
+
     def gelu(self, rows, cols, b, one, *, rq_kind=None, pad=0, kind="random"):
         rng = self.rng
         x, X, x_rs = self._rows_input(rows, cols, pad, kind)
@@ -457,6 +554,8 @@ def build_cases(isa: str) -> list[Case]:
     g.mm_nt(6, 5, 9, extreme=True)
     g.mm_nn(6, 5, 9, extreme=True, use_scratch=False)
     g.mm_nt(10, 3, 12, use_scratch=False)
+    for M, N, K in ((7, 16, 5), (17, 33, 33), (16, 81, 16)):  # int16 output
+        g.mm_nt(M, N, K, pad=(1, 2, 3), rq_kind=("tensor", "row", "col")[M % 3], wide=True)
     # batched
     g.bmm(3, 4, 5, 6)
     g.bmm(2, 7, 3, 9, b_trans=1, a_signed=0, rc=True, cc=True)
@@ -483,6 +582,38 @@ def build_cases(isa: str) -> list[Case]:
         g.layernorm(rows, L, kind=kind, pad=1)
     g.layernorm(3, 24, d_log2=0, wmag=100)
     g.layernorm(2, 17, d_log2=20, wmag=2**23 - 1)
+    # QDQ layer norm: int8 / uint8 / int16 inputs, narrow rows (outlier-set scales), eps
+    for dt in ("int8", "uint8", "int16"):
+        for rows, L, kind in ((3, 64, "random"), (1, 1, "random"), (5, 33, "narrow"),
+                              (2, 16, "extreme"), (2, 7, "const"), (4, 100, "narrow")):
+            g.layernorm_qdq(rows, L, dt, kind=kind, eps=(0, 729, 2**30 - 1)[rows % 3])
+    g.layernorm_qdq(3, 24, "int8", d_log2=0, wmag=100)
+    g.layernorm_qdq(2, 384, "int16", kind="narrow", eps=5)
+    # int16 softmax scores (L = ln2/e up to 128)
+    from planner.frontend.qdq_fixed import isoftmax_consts
+    for levels in (12, 64, 128):
+        cf = isoftmax_consts(levels)
+        coeffs = (cf["coeff_a"], cf["coeff_b"], cf["coeff_c"], cf["log2"])
+        for rows, L, kind in ((3, 81, "narrow"), (1, 1, "random"), (5, 16, "random"),
+                              (2, 33, "extreme"), (2, 7, "const")):
+            g.isoftmax16(rows, L, coeffs, kind=kind)
+    g.isoftmax16(4, 40, SOFTMAX_COEFFS[0], kind="narrow", n_levels=128)
+    # int16 residual Add
+    for a_dt, b_dt, y_dt in (("int16", "int8", "int16"), ("int8", "int8", "int16"),
+                             ("int16", "int8", "int8"), ("int16", "int16", "int16"),
+                             ("uint8", "int16", "uint8")):
+        g.add_x(5, 17, a_dt, b_dt, y_dt)
+    g.add_x(3, 9, "int16", "int16", "int16", extreme=True)
+    g.add_x(1, 33, "int16", "int8", "int16", extreme=True)
+    x_all = np.arange(-128, 128, dtype=np.int64)
+    # table lookup (QDQ GELU), exhaustive over the 8-bit range too
+    for xs, ys in ((1, 1), (0, 0), (1, 0)):
+        g.lut8(5, 17, xs, ys)
+        g.lut8(1, 256, xs, ys, kind="extreme")
+    rev = np.arange(127, -129, -1)  # a table with a different value per input
+    init, exp = out_buffer(rng, 1, 256, 256, np.uint8, to8(ops.lut8(x_all[None], rev, -128)))
+    g.add("lut8", "all int8", OP["LUT8"], [1, 1, 256, 256, 256, 0],
+          [x_all.astype(np.int8), to8(rev), init], exp)
     # gelu
     for b, one in ((-40, 1743), (-26, 770)):
         g.gelu(2, 128, b, one, kind="random")
@@ -568,7 +699,8 @@ def suite(target_id: str):
 
 
 GROUPS = ["linear", "finalize", "requant", "matmul_nt", "matmul_nn", "bmatmul", "transpose",
-          "isoftmax", "itamax", "ita_partial_max", "ilayernorm", "igelu", "igelu_rq", "add_rq"]
+          "isoftmax", "itamax", "ita_partial_max", "ilayernorm", "igelu", "igelu_rq", "add_rq",
+          "layernorm_qdq", "isoftmax_s16", "add_rq_x", "lut8"]
 
 
 @pytest.mark.parametrize("group", GROUPS)
@@ -702,3 +834,13 @@ def test_m7_instruction_counts():
     assert mac[3] >= 0.85, report         # K = 128
     assert min(mac[:2]) >= 0.75, report   # K = 64 (below the 0.9 target: see docs)
     assert max(sm[:2]) <= 40, report
+
+
+def test_softmax_exponent_multiply_exact_16bit():
+    """kl_isoftmax_s16 / the MHSA wide-score mode: z = floor(d/log2) == (d*m) >> (16+l) with
+    m = ceil(2^(16+l)/log2), l = ceil(log2(log2)), for every d < 2^16 and log2 in 1..255."""
+    d = np.arange(1 << 16, dtype=np.uint64)
+    for l2 in range(1, 256):
+        lz = (l2 - 1).bit_length()
+        m = ((1 << (16 + lz)) + l2 - 1) // l2
+        assert ((d * np.uint64(m)) >> np.uint64(16 + lz) == d // np.uint64(l2)).all(), l2

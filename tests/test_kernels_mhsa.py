@@ -79,7 +79,7 @@ class CRQ:
 
     def params(self) -> list[int]:
         return [*self.mul_s, *self.add_s, int(self.add is not None), self.shift,
-                min(self.n_levels, 256), self.signed]
+                self.n_levels if self.n_levels == 65536 else min(self.n_levels, 256), self.signed]
 
     def arrays(self) -> list[np.ndarray]:
         return [self.mul.reshape(-1).astype(np.int32),
@@ -209,7 +209,7 @@ def block_case(group: str, desc: str, node: Node, vals: list, chunk: int, *,
     dims = dict(S=s, E=e, H=h, P=p, E_out=e_out, fwsa=int(fw is not None),
                 row_term=int(w_row is not None), softmax=SM_KIND[a["softmax"].attrs["kind"]
                                                                  if a["softmax"] else None],
-                lut_given=int(use_lut))
+                lut_given=int(use_lut), wide_scores=int(rq_s.n_levels == 65536))
     own = kd.get("mhsa_block").scratch_bytes({**dims, "shared_kv": 0}, 8, isa)
     shared = kd.get("mhsa_block").scratch_bytes({**dims, "shared_kv": 1}, 8, isa)
     params = [s, e, h, p, e_out, x_rs, y_rs, acc_rs, chunk, int(fw is not None),
@@ -492,8 +492,13 @@ def _graph_node(path: Path, fwsa: bool):
         from planner.transforms.fwsa import fused_copy
         g, _ = fused_copy(g, "on")
     node = next(n for n in g.nodes if n.op == "MHSA")
-    npz = np.load(path.parent / ("inputs.npz"))
-    ins = [np.asarray(npz[k]) for k in npz.files][: len(g.inputs)]
+    if path.name.startswith("qdq"):  # the float input, quantized as onnxruntime does
+        from planner.frontend.qdq import quantize_input
+        x = np.load(path.parent / "inputs_float.npz")["input"]
+        ins = [quantize_input(g, g.inputs[0], x)]
+    else:
+        npz = np.load(path.parent / ("inputs.npz"))
+        ins = [np.asarray(npz[k]) for k in npz.files][: len(g.inputs)]
     env = run_graph(g, ins, keep_all=True)
     vals = [env[i] if not g.tensors[i].is_const else g.tensors[i].data for i in node.inputs]
     _GRAPHS[key] = (node, vals)
@@ -509,6 +514,11 @@ def graph_sources() -> list[tuple[str, Path, list[int]]]:
         p = EXAMPLES / name / "int.onnx"
         if p.is_file():
             out.append((name, p, chunks))
+    # QDQ lowerings with int16 softmax scores (the wide-score mode: scores RQ n_levels 65536)
+    for name, chunks in (("ecg_block", [9, 66]), ("outlier_2block", [5, 32])):
+        p = EXAMPLES / name / "qdq.onnx"
+        if p.is_file():
+            out.append((f"{name}-qdq", p, chunks))
     return out
 
 

@@ -73,6 +73,8 @@ void kl_linear_finalize(const int32_t *acc, int32_t acc_rs, const int32_t *bias,
 
 /* "NT" (scores): Y[M][N] = RQ(A[M][K] . B[N][K]^T). A, B int8 token-major with row strides
  * (e.g. Q_h and K_h of a head: pointer to the head's first feature, stride H*P).
+ * rq->n_levels = 65536 (QDQ softmax scores): Y is int16 (y_rs in int16 elements); the same
+ * holds for kl_bmatmul (y_bs, y_rs in int16 elements).
  * Split: rows M when M >= n_cores, else columns N. */
 void kl_matmul_nt_s8(const int8_t *a, int32_t a_rs, const int8_t *b, int32_t b_rs, void *y,
                      int32_t y_rs, int32_t M, int32_t N, int32_t K, const int32_t *row_corr,
@@ -143,6 +145,32 @@ void kl_ilayernorm(const int8_t *x, int32_t x_rs, int8_t *y, int32_t y_rs, int32
                    int32_t L, const int32_t *weight, const int32_t *bias, int32_t d_log2,
                    int32_t n_levels, int core_id, int n_cores);
 
+/* Element types of the kernels that take several (x_type / a_type / y_type arguments); the
+ * values of KL_DT_U8 and KL_DT_S8 equal the a_signed flags of kl_add_rq. */
+#define KL_DT_U8 0
+#define KL_DT_S8 1
+#define KL_DT_S16 2
+
+/* LayerNorm of QDQ graphs (golden ops.layernorm_qdq): x (KL_DT_S8 / U8 / S16) widened by
+ * 2^in_shift, rounded mean, 64-bit variance + eps, std rounded with 8 fractional bits, x_hat
+ * with 16 through a rounded 2^30 reciprocal (one division per row), then
+ * y = clip((x_hat*2^16*weight[i] + bias[i]*2^16) >> (16 + d_log2)). Output int8.
+ * Requires |x*2^in_shift| < 2^16, L < 2^14, |weight| < 2^24, 0 <= eps < 2^30. */
+void kl_layernorm_qdq(const void *x, int x_type, int32_t x_rs, int8_t *y, int32_t y_rs,
+                      int32_t rows, int32_t L, const int32_t *weight, const int32_t *bias,
+                      int32_t in_shift, int32_t eps, int32_t d_log2, int32_t n_levels,
+                      int core_id, int n_cores);
+
+/* I-BERT integer softmax of int16 logits (QDQ softmax scores wider than an int8 window): the
+ * integer function of kl_isoftmax on the wider input (the exponent z = floor(d/log2) by an
+ * exact 64-bit multiply, terms with z > 31 are 0) with a ROUNDED normalisation
+ * floor((2*y*(n-1) + S)/(2*S)) (golden isoftmax(..., rounded=True)). Output uint8 in
+ * [0, n_levels-1]. scratch: 4*L bytes per core. Requires 2*ymax*(n_levels-1) + L*ymax < 2^31.
+ * The MHSA kernels' wide-score mode (rq_s->n_levels = 65536) computes the same softmax. */
+void kl_isoftmax_s16(const int16_t *x, int32_t x_rs, uint8_t *y, int32_t y_rs, int32_t rows,
+                     int32_t L, int32_t coeff_a, int32_t coeff_b, int32_t coeff_c, int32_t log2,
+                     int32_t n_levels, int32_t *scratch, int core_id, int n_cores);
+
 /* ---------------------------------------------------------------------------------------- */
 /* Elementwise operators on [rows][cols] (split: rows when rows >= n_cores, else columns).  */
 /* ---------------------------------------------------------------------------------------- */
@@ -161,6 +189,19 @@ void kl_igelu_rq(const int8_t *x, int32_t x_rs, void *y, int32_t y_rs, int32_t r
 void kl_add_rq(const void *a, int a_signed, int32_t a_rs, const kl_rq_t *rq_a, const void *b,
                int b_signed, int32_t b_rs, const kl_rq_t *rq_b, void *y, int32_t y_rs,
                int32_t rows, int32_t cols, const kl_rq_t *rq_out, int core_id, int n_cores);
+
+/* kl_add_rq with 16-bit operands and/or output (int16 residual streams of QDQ graphs):
+ * a_type, b_type, y_type are KL_DT_U8 / KL_DT_S8 / KL_DT_S16; an int16 output takes
+ * rq_out->n_levels = 65536 (signed). Same arithmetic as kl_add_rq: the intermediate RQ_a, RQ_b
+ * results are int32 (clipped to their n_levels range), RQ_out with a 64-bit product. */
+void kl_add_rq_x(const void *a, int a_type, int32_t a_rs, const kl_rq_t *rq_a, const void *b,
+                 int b_type, int32_t b_rs, const kl_rq_t *rq_b, void *y, int y_type, int32_t y_rs,
+                 int32_t rows, int32_t cols, const kl_rq_t *rq_out, int core_id, int n_cores);
+
+/* 8-bit table lookup (the GELU of QDQ graphs): y = table[x + 128] for int8 x (x_signed = 1),
+ * table[x] for uint8; table: 256 bytes (int8 or uint8 values), y 8 bit. */
+void kl_lut8(const void *x, int x_signed, int32_t x_rs, const uint8_t *table, void *y,
+             int32_t y_rs, int32_t rows, int32_t cols, int core_id, int n_cores);
 
 /* Standalone RequantShift int32 -> 8 bits. */
 void kl_requant(const int32_t *x, int32_t x_rs, void *y, int32_t y_rs, int32_t rows,
@@ -198,6 +239,7 @@ typedef struct kl_gemm {
 #define KL_GEMM_RQ8 0
 #define KL_GEMM_I32_STORE 1
 #define KL_GEMM_I32_ADD 2
+#define KL_GEMM_RQ16 3 /* requantized to int16 (n_levels up to 65536), o strides in int16 */
 
 /* Computes the block p in [p0,p1) x q in [q0,q1) on the calling core (no split). */
 void kl_gemm_block(const kl_gemm_t *g, int32_t p0, int32_t p1, int32_t q0, int32_t q1);

@@ -80,3 +80,44 @@ void kl_add_rq(const void *a, int a_signed, int32_t a_rs, const kl_rq_t *rq_a, c
             o[r * y_rs + c] = (uint8_t)kl_rq_at(rq_out, s, r, c);
         }
 }
+
+KL_INLINE int32_t kl_ld_typed(const void *p, int type, int32_t i)
+{
+    if (type == KL_DT_S16)
+        return ((const int16_t *)p)[i];
+    if (type == KL_DT_S8)
+        return ((const int8_t *)p)[i];
+    return ((const uint8_t *)p)[i];
+}
+
+void kl_add_rq_x(const void *a, int a_type, int32_t a_rs, const kl_rq_t *rq_a, const void *b,
+                 int b_type, int32_t b_rs, const kl_rq_t *rq_b, void *y, int y_type, int32_t y_rs,
+                 int32_t rows, int32_t cols, const kl_rq_t *rq_out, int core_id, int n_cores)
+{
+    int32_t r0, r1, c0, c1, r, c;
+    kl_split2d(rows, cols, core_id, n_cores, &r0, &r1, &c0, &c1);
+    for (r = r0; r < r1; r++)
+        for (c = c0; c < c1; c++) {
+            const int32_t va = kl_ld_typed(a, a_type, r * a_rs + c);
+            const int32_t vb = kl_ld_typed(b, b_type, r * b_rs + c);
+            const int32_t s = kl_rq_at(rq_a, va, r, c) + kl_rq_at(rq_b, vb, r, c);
+            const int32_t v = kl_rq_at(rq_out, s, r, c);
+            if (y_type == KL_DT_S16)
+                ((int16_t *)y)[r * y_rs + c] = (int16_t)v;
+            else
+                ((uint8_t *)y)[r * y_rs + c] = (uint8_t)v;
+        }
+}
+
+void kl_lut8(const void *x, int x_signed, int32_t x_rs, const uint8_t *table, void *y,
+             int32_t y_rs, int32_t rows, int32_t cols, int core_id, int n_cores)
+{
+    const uint8_t *xb = (const uint8_t *)x;
+    uint8_t *o = (uint8_t *)y;
+    const uint8_t flip = x_signed ? 0x80u : 0u; /* int8 x: index x + 128 = byte ^ 0x80 */
+    int32_t r0, r1, c0, c1, r, c;
+    kl_split2d(rows, cols, core_id, n_cores, &r0, &r1, &c0, &c1);
+    for (r = r0; r < r1; r++)
+        for (c = c0; c < c1; c++)
+            o[r * y_rs + c] = table[xb[r * x_rs + c] ^ flip];
+}

@@ -56,6 +56,14 @@ static void kl_epi(const kl_gemm_t *g, int32_t p, int32_t q, const int32_t *acc,
                 o[r * g->o_sp] = (uint8_t)kl_requant1(acc[r], m, a, g->shift, lo, hi);
             }
         }
+    } else if (g->mode == KL_GEMM_RQ16) {
+        int16_t *o = (int16_t *)g->out + p * g->o_sp + q * g->o_sq;
+        for (r = 0; r < R; r++) {
+            int32_t pr = p + r;
+            int32_t m = g->mul[pr * g->m_sp + q * g->m_sq];
+            int32_t a = g->add ? g->add[pr * g->a_sp + q * g->a_sq] : 0;
+            o[r * g->o_sp] = (int16_t)kl_requant1(acc[r], m, a, g->shift, g->lo, g->hi);
+        }
     } else {
         int32_t *o = (int32_t *)g->out + p * g->o_sp + q * g->o_sq;
         if (g->mode == KL_GEMM_I32_STORE) {

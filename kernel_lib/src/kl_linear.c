@@ -176,7 +176,7 @@ void kl_matmul_nt_s8(const int8_t *a, int32_t a_rs, const int8_t *b, int32_t b_r
     g.out = y;
     g.o_sp = y_rs;
     g.o_sq = 1;
-    g.mode = KL_GEMM_RQ8;
+    g.mode = rq->n_levels > 256 ? KL_GEMM_RQ16 : KL_GEMM_RQ8; /* int16 scores of QDQ graphs */
     g.p_corr = row_corr;
     g.pc_s = 1;
     g.q_corr = col_corr;
@@ -297,8 +297,13 @@ void kl_bmatmul(const void *a, int a_signed, int32_t a_bs, int32_t a_rs, const v
         g.pc_s = 1;
         g.qc_s = 1;
         g.K = K;
-        g.out = (uint8_t *)y + bi * y_bs;
-        g.mode = KL_GEMM_RQ8;
+        if (rq->n_levels > 256) { /* int16 output (QDQ softmax scores) */
+            g.out = (int16_t *)y + bi * y_bs;
+            g.mode = KL_GEMM_RQ16;
+        } else {
+            g.out = (uint8_t *)y + bi * y_bs;
+            g.mode = KL_GEMM_RQ8;
+        }
         g.scratch = kl_core_scratch(scratch, K, core_id);
         if (b_trans)
             kl_gemm_block(&g, m0, m1, n0, n1);

@@ -217,6 +217,44 @@ static void kl_mh_itamax_row(const int8_t *xr, uint8_t *yr, int32_t L,
         yr[i] = (uint8_t)(inv >> (Tm[-xr[i]] >> 16));
 }
 
+/* Wide scores (rq_s->n_levels > 256: int16 logits, QDQ graphs): iSoftmax of an int16 row
+ * without a table, as kl_isoftmax_s16; probabilities written in place as uint8 y[i] over the
+ * first bytes of the row (byte i is written after x[i/2] was last read). */
+static void kl_mh_isoftmax_row16(const int16_t *xr, uint8_t *yr, int32_t L,
+                                 const kl_softmax_t *sm)
+{
+    const int32_t l2 = sm->log2, a = sm->coeff_a, b = sm->coeff_b, c = sm->coeff_c;
+    const int32_t lz = kl_mh_ceil_log2((uint32_t)l2), sz = 16 + lz;
+    const uint32_t mz = (uint32_t)((((uint64_t)1 << sz) + (uint32_t)l2 - 1) / (uint32_t)l2);
+    const int32_t nm1 = sm->n_levels - 1;
+    int32_t i, mx = -32768, l, sh;
+    uint32_t sum = 0, m;
+    for (i = 0; i < L; i++)
+        mx = xr[i] > mx ? xr[i] : mx;
+#define KL_MH_EXP16(x_, v_)                                                                    \
+    do {                                                                                       \
+        const int32_t d_ = mx - (x_);                                                          \
+        const int32_t z_ = (int32_t)(((uint64_t)(uint32_t)d_ * mz) >> sz);                     \
+        const int32_t t_ = z_ * l2 - d_ + b;                                                   \
+        (v_) = z_ > 31 ? 0 : (a * (t_ * t_) + c) >> z_;                                        \
+    } while (0)
+    for (i = 0; i < L; i++) {
+        int32_t v;
+        KL_MH_EXP16(xr[i], v);
+        sum += (uint32_t)v;
+    }
+    /* rounded normalisation floor((2*y*(n-1) + S) / (2*S)): divisor 2S >= 2, so l >= 1 */
+    l = kl_mh_ceil_log2(2u * sum);
+    m = (uint32_t)((((uint64_t)1 << (31 + l)) + 2u * sum - 1) / (2u * sum));
+    sh = l - 1;
+    for (i = 0; i < L; i++) {
+        int32_t v;
+        KL_MH_EXP16(xr[i], v);
+        yr[i] = kl_mh_div(2u * (uint32_t)(v * nm1) + sum, m, sh);
+    }
+#undef KL_MH_EXP16
+}
+
 /* rows [r0, r1) of x (in place allowed) with a ready table */
 static void kl_mh_softmax(const int8_t *x, int32_t x_rs, uint8_t *y, int32_t y_rs, int32_t r0,
                           int32_t r1, int32_t L, const kl_softmax_t *sm, const int32_t *T)
@@ -347,7 +385,7 @@ static int32_t kl_mh_kmax(int32_t a, int32_t b, int32_t c, int32_t d)
 
 /* per-core layout: mm | lut | rterm | sbuf | obuf | qbuf */
 static size_t kl_mh_core_bytes(int32_t S, int32_t D, int32_t P, int32_t kmax, int lut,
-                               int rterm, int obuf, int qbuf)
+                               int rterm, int obuf, int qbuf, int wide)
 {
     size_t n = KL_A8(KL_MM_SCRATCH_PER_CORE(kmax));
     (void)kmax; /* no matmul scratch on the portable path */
@@ -355,7 +393,7 @@ static size_t kl_mh_core_bytes(int32_t S, int32_t D, int32_t P, int32_t kmax, in
         n += KL_LUT_BYTES;
     if (rterm)
         n += KL_A8(4 * KL_MHSA_G);
-    n += KL_A8((size_t)KL_MHSA_G * (size_t)S);
+    n += KL_A8((size_t)KL_MHSA_G * (size_t)S * (wide ? 2u : 1u));
     if (obuf)
         n += KL_A8((size_t)KL_MHSA_G * (size_t)P);
     if (qbuf)
@@ -364,7 +402,8 @@ static size_t kl_mh_core_bytes(int32_t S, int32_t D, int32_t P, int32_t kmax, in
 }
 
 static kl_mh_bufs_t kl_mh_core_bufs(uint8_t *base, int32_t S, int32_t D, int32_t P,
-                                    int32_t kmax, int lut, int rterm, int obuf, int qbuf)
+                                    int32_t kmax, int lut, int rterm, int obuf, int qbuf,
+                                    int wide)
 {
     kl_mh_bufs_t b;
     size_t mm = KL_A8(KL_MM_SCRATCH_PER_CORE(kmax));
@@ -383,7 +422,7 @@ static kl_mh_bufs_t kl_mh_core_bufs(uint8_t *base, int32_t S, int32_t D, int32_t
         base += KL_A8(4 * KL_MHSA_G);
     }
     b.sbuf = base;
-    base += KL_A8((size_t)KL_MHSA_G * (size_t)S);
+    base += KL_A8((size_t)KL_MHSA_G * (size_t)S * (wide ? 2u : 1u));
     b.obuf = 0;
     if (obuf) {
         b.obuf = (int8_t *)base;
@@ -393,16 +432,22 @@ static kl_mh_bufs_t kl_mh_core_bufs(uint8_t *base, int32_t S, int32_t D, int32_t
     return b;
 }
 
+/* wide scores: int16 logits (scores RQ with more than 256 levels, iSoftmax only) */
+static int kl_mh_wide(const kl_rq_t *rq_s)
+{
+    return rq_s->n_levels > 256;
+}
+
 static int kl_mh_chunk_needs_lut(const kl_attn_t *a)
 {
-    return kl_sm_has_lut(a->sm.kind) && a->sm.lut == 0;
+    return kl_sm_has_lut(a->sm.kind) && a->sm.lut == 0 && !kl_mh_wide(a->rq_s);
 }
 
 size_t kl_mhsa_chunk_scratch(const kl_attn_t *a)
 {
     return kl_mh_core_bytes(a->S, a->D, a->P, kl_mh_kmax(a->D, a->S, a->P, 1),
                             kl_mh_chunk_needs_lut(a), a->w_f && a->w_row, a->acc != 0,
-                            a->w_f != 0);
+                            a->w_f != 0, kl_mh_wide(a->rq_s));
 }
 
 /* FWSA query rows of a group: I* = RQ_i(X . W_f^T + b_f) into qbuf [R][D], and the row term */
@@ -565,6 +610,8 @@ static void kl_mh_group(const kl_attn_t *a, const void *qg, int32_t qg_rs, int q
 {
     const int32_t S = a->S, P = a->P;
     const int probs_signed = a->sm.kind == KL_SM_NONE ? a->rq_s->is_signed : 0;
+    const int wide = kl_mh_wide(a->rq_s);
+    const int32_t prs = wide ? 2 * S : S; /* probability row stride in bytes */
     kl_gemm_t g;
     /* 1. scores [R][S] = RQ_s(Q . K^T [+ r]) */
     kl_mh_gemm_init(&g);
@@ -582,17 +629,27 @@ static void kl_mh_group(const kl_attn_t *a, const void *qg, int32_t qg_rs, int q
     g.scratch = b->mm;
     if (!a->acc || !a->v_trans)
         Rc = R; /* the extra rows would reach the caller's output */
-    if (!kl_mh_scores_small(a, qg, qg_rs, qs, rterm, Rc, b->sbuf))
+    if (wide) {
+        int32_t r;
+        g.mode = KL_GEMM_RQ16;
         kl_gemm_block(&g, 0, Rc, 0, S);
-    /* 2. softmax on the full rows, in place */
-    kl_mh_softmax((const int8_t *)b->sbuf, S, b->sbuf, S, 0, Rc, S, &a->sm, lut);
+        /* 2. softmax on the full int16 rows, probabilities in place (row stride 2S bytes) */
+        for (r = 0; r < Rc; r++)
+            kl_mh_isoftmax_row16((const int16_t *)b->sbuf + r * S, b->sbuf + r * prs, S,
+                                 &a->sm);
+    } else {
+        if (!kl_mh_scores_small(a, qg, qg_rs, qs, rterm, Rc, b->sbuf))
+            kl_gemm_block(&g, 0, Rc, 0, S);
+        /* 2. softmax on the full rows, in place */
+        kl_mh_softmax((const int8_t *)b->sbuf, S, b->sbuf, S, 0, Rc, S, &a->sm, lut);
+    }
     /* 3. O [R][P] = RQ_v(probs . V) */
     kl_mh_gemm_init(&g);
     g.K = S;
     g.scratch = b->mm;
     if (a->v_trans) { /* P = probability rows, Q = rows of V^T (contiguous along S) */
         g.p_base = b->sbuf;
-        g.p_sp = S;
+        g.p_sp = prs;
         g.p_signed = probs_signed;
         g.q_base = a->v;
         g.q_sq = a->v_rs;
@@ -613,7 +670,7 @@ static void kl_mh_group(const kl_attn_t *a, const void *qg, int32_t qg_rs, int q
         g.p_sk = a->v_rs;
         g.p_signed = a->v_signed;
         g.q_base = b->sbuf;
-        g.q_sq = S;
+        g.q_sq = prs;
         g.q_signed = probs_signed;
         g.o_sp = 1;
         if (a->acc) {
@@ -657,7 +714,7 @@ void kl_mhsa_chunk(const kl_attn_t *a, int32_t rows, void *scratch, int core_id,
     if (lo >= hi)
         return;
     b = kl_mh_core_bufs((uint8_t *)scratch + per * (size_t)core_id, a->S, a->D, a->P, kmax,
-                        need_lut, fwsa && a->w_row, a->acc != 0, fwsa);
+                        need_lut, fwsa && a->w_row, a->acc != 0, fwsa, kl_mh_wide(a->rq_s));
     if (need_lut) {
         kl_softmax_lut(&a->sm, b.lut);
         lut = b.lut;
@@ -702,8 +759,8 @@ static size_t kl_mh_block_core_bytes(const kl_mhsa_t *m)
 {
     const int fwsa = m->w_f != 0;
     return kl_mh_core_bytes(m->S, fwsa ? m->E : m->P, m->P, kl_mh_block_kmax(m),
-                            kl_sm_has_lut(m->sm.kind) && m->sm.lut == 0, fwsa && m->w_row, 1,
-                            1);
+                            kl_sm_has_lut(m->sm.kind) && m->sm.lut == 0 && !kl_mh_wide(m->rq_s),
+                            fwsa && m->w_row, 1, 1, kl_mh_wide(m->rq_s));
 }
 
 size_t kl_mhsa_block_scratch(const kl_mhsa_t *m, int n_cores)
@@ -779,7 +836,8 @@ void kl_mhsa_block(const kl_mhsa_t *m, int core_id, int n_cores)
     const int sync = n_cores > 1 && m->barrier != 0;
     const int32_t D = fwsa ? E : P, kmax = kl_mh_block_kmax(m);
     const int32_t chunk = m->chunk < 1 ? 1 : m->chunk;
-    const int need_lut = kl_sm_has_lut(m->sm.kind) && m->sm.lut == 0;
+    const int wide = kl_mh_wide(m->rq_s);
+    const int need_lut = kl_sm_has_lut(m->sm.kind) && m->sm.lut == 0 && !wide;
     const size_t kvb = kl_mh_kv_bytes(m);
     const int cid = core_id < 0 ? 0 : core_id;
     uint8_t *kv = (uint8_t *)m->scratch + (shared ? 0 : kvb * (size_t)cid);
@@ -789,7 +847,7 @@ void kl_mhsa_block(const kl_mhsa_t *m, int core_id, int n_cores)
                                                 kvb +
                     kl_mh_block_core_bytes(m) * (size_t)cid;
     const kl_mh_bufs_t b =
-        kl_mh_core_bufs(core, S, D, P, kmax, need_lut, fwsa && m->w_row, 1, 1);
+        kl_mh_core_bufs(core, S, D, P, kmax, need_lut, fwsa && m->w_row, 1, 1, wide);
     kl_attn_t a;
     kl_rq_t rq_s, rq_av, rq_i, rq_row;
     int32_t h, c0, t0, t1;

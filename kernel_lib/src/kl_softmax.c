@@ -144,3 +144,58 @@ void kl_ita_partial_max(const int8_t *x, int32_t x_rs, uint8_t *y, int32_t y_rs,
         }
     }
 }
+
+/* z = floor(d / log2) for 0 <= d < 2^16 by an exact multiply (Granlund-Montgomery with W = 16:
+ * m = ceil(2^(16+l)/log2), l = ceil(log2(log2)), the product in 64 bits) */
+typedef struct {
+    uint32_t m;
+    int32_t s;
+} kl_zdiv_t;
+
+static kl_zdiv_t kl_zdiv_prep(int32_t log2)
+{
+    kl_zdiv_t p;
+    const int32_t l = kl_ceil_log2((uint32_t)log2);
+    p.s = 16 + l;
+    p.m = (uint32_t)((((uint64_t)1 << p.s) + (uint32_t)log2 - 1) / (uint32_t)log2);
+    return p;
+}
+
+KL_INLINE int32_t kl_zdiv(int32_t d, kl_zdiv_t p)
+{
+    return (int32_t)(((uint64_t)(uint32_t)d * p.m) >> p.s);
+}
+
+void kl_isoftmax_s16(const int16_t *x, int32_t x_rs, uint8_t *y, int32_t y_rs, int32_t rows,
+                     int32_t L, int32_t coeff_a, int32_t coeff_b, int32_t coeff_c, int32_t log2,
+                     int32_t n_levels, int32_t *scratch, int core_id, int n_cores)
+{
+    int32_t r0, r1, r, i;
+    int32_t *ys = scratch + (int32_t)(core_id < 0 ? 0 : core_id) * L;
+    const kl_zdiv_t zp = kl_zdiv_prep(log2);
+    const int32_t nm1 = n_levels - 1;
+    kl_split(rows, core_id, n_cores, &r0, &r1);
+    for (r = r0; r < r1; r++) {
+        const int16_t *xr = x + r * x_rs;
+        uint8_t *yr = y + r * y_rs;
+        int32_t mx = -32768, sum = 0;
+        kl_divp_t dp;
+        for (i = 0; i < L; i++)
+            mx = xr[i] > mx ? xr[i] : mx;
+        for (i = 0; i < L; i++) {
+            const int32_t d = mx - xr[i];
+            const int32_t z = kl_zdiv(d, zp);
+            int32_t v = 0;
+            if (z <= 31) { /* golden: >> min(z, 63) of a value < 2^31: 0 from z = 31 on */
+                const int32_t t = z * log2 - d + coeff_b;
+                v = (coeff_a * (t * t) + coeff_c) >> z;
+            }
+            ys[i] = v;
+            sum += v;
+        }
+        /* rounded normalisation: floor((2*y*(n-1) + S) / (2*S)) */
+        dp = kl_div_prep(2u * (uint32_t)sum);
+        for (i = 0; i < L; i++)
+            yr[i] = (uint8_t)kl_div_apply(2u * (uint32_t)(ys[i] * nm1) + (uint32_t)sum, dp);
+    }
+}

@@ -23,8 +23,11 @@ def detect_flavour(model) -> str:
 
 
 def load_graph(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None = None,
-               fuse: bool = True) -> Graph:
-    """Read an ONNX file into the canonical integer IR (fused unless fuse=False)."""
+               fuse: bool = True, int16: str = "off") -> Graph:
+    """Read an ONNX file into the canonical integer IR (fused unless fuse=False).
+
+    int16: the int16 residual stream of QDQ graphs, auto | off | TENSOR,...
+    (planner/transforms/int16.py)."""
     path = Path(path)
     model = load_model(path)
     inputs = graph_inputs(model, path, input_shapes or {})
@@ -40,14 +43,18 @@ def load_graph(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None
     else:
         from planner.frontend.quantlib import import_quantlib
         graph = import_quantlib(model, path, inputs)
-    return finish_import(graph, path, fuse)
+    return finish_import(graph, path, fuse, int16)
 
 
-def finish_import(graph: Graph, path: Path, fuse: bool) -> Graph:
-    """Common tail of every frontend: order, shapes, canonical fusions."""
+def finish_import(graph: Graph, path: Path, fuse: bool, int16: str = "off") -> Graph:
+    """Common tail of every frontend: order, shapes, mixed precision (QDQ), canonical fusions."""
     try:
         graph.toposort()
         infer_shapes(graph)
+        if int16 != "off":
+            from planner.transforms.int16 import apply_int16
+            if apply_int16(graph, int16):
+                infer_shapes(graph)
         if fuse:
             from planner.transforms import canonicalize
             canonicalize(graph)

@@ -15,17 +15,22 @@ becomes canonical integer ops (SPEC-integer.md §A, "Frontend B"):
         s_out/2^s (exact, no intermediate rounding), zero points in the final add term.
   Add(x, constant)                    → RequantShift with a per-element add.
   Softmax(axis -1)                    → Softmax isoftmax; its input is requantized (by its
-        producer) to e = ln2/L so that log2 = L exactly; output uint8 probability*255.
-  LayerNormalization(axis -1)         → LayerNorm (iLayerNorm) with weight/bias from γ, β, s_out.
+        producer) to e = ln2/L so that log2 = L exactly, in int16 (zero point 0, rounded
+        normalisation) when onnxruntime's calibrated range is wider than an int8 window (it
+        would clip the rows whose maxima lie low); output uint8 probability*255.
+  LayerNormalization(axis -1)         → LayerNorm {mode: qdq} (ops.layernorm_qdq: widened input,
+        rounded mean, 64-bit variance, rounded std) with weight/bias from γ, β, s_out.
   Gelu, or x*0.5*(1+Erf(x/√2)) with Div(√2) or Mul(1/√2), with or without Q/DQ inside
-                                      → GELU {b, one, rq} (I-BERT), input zero point absorbed.
+                                      → Lut: the exact GELU of each of the 256 input codes
+        (option gelu="igelu": GELU {b, one, rq} (I-BERT), input zero point absorbed).
   Reshape/Transpose/Squeeze/Unsqueeze/Flatten/Identity → the same layout op (RequantShift after
         it only if the Q parameters differ on both sides).
 
 Lowering works in three passes: read the graph into op records and "families" of tensors that
 share one quantization (joined by layout ops); decide the families' integer encodings (softmax
 grids, absorbed zero points, int8/uint8 re-encodings); emit IR nodes with constants derived from
-the decided encodings. Deviations from onnxruntime's quantization are listed in graph.notes.
+the decided encodings. The int16 residual stream (QdqOptions.int16) is a transform on the result
+(planner/transforms/int16.py). Deviations from onnxruntime's quantization are listed in graph.notes.
 docs/qdq-fidelity.md has the derivations and the measured fidelity.
 
 Conventions: the graph inputs are the integer tensors after the first QuantizeLinear (the caller
@@ -48,7 +53,8 @@ from planner.errors import PlannerError
 from planner.frontend.onnx_io import GraphInput, attr_dict, constants
 from planner.frontend.qdq_fixed import (LN2, WIDE_LEVELS, FixedPointError, fixed_point,
                                         igelu_consts, ilayernorm_consts, isoftmax_consts,
-                                        make_requant, significant_bits, softmax_input_quant)
+                                        layernorm_qdq_consts, make_requant, significant_bits,
+                                        softmax_input_quant, softmax_scores_int16, add_requants)
 from planner.ir import Graph, Node, QuantInfo, Requant, Tensor, dtype_for_range
 
 LAYOUT = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity"})
@@ -66,11 +72,21 @@ class QdqOptions:
 
     softmax_min_levels: int = 12       # iSoftmax input scale is ln2/L with L >= this
     absorb_zero_points: bool = True    # zp-free MatMul operands / GELU inputs via their producers
+    absorb_clip_codes: int = 0         # more codes than this would clip: rescale instead
     fuse_bias: bool = True             # MatMul + separately quantized bias Add → one Linear
-    # iLayerNorm on x*2^k (an exact int16 RequantShift first): isqrt and the mean then work on
-    # 2^k times larger integers (≤1 LSB against float instead of up to ~20 LSB for narrow rows);
-    # off by default because kernel_lib's iLayerNorm reads int8 (docs/qdq-fidelity.md)
-    layernorm_input_shift: int = 0
+    # "qdq": LayerNorm {mode: qdq} (widened input, rounded mean, 64-bit variance, rounded std:
+    # within rounding of a float LayerNorm of the same input); "ilayernorm": QuantLib's
+    # iLayerNorm (truncated mean of the raw codes, floored isqrt), kept for comparison
+    layernorm: str = "qdq"
+    # softmax input: "auto" = int16 scores at ln2/L when the int8 window ln2/L x 256 cannot hold
+    # onnxruntime's calibrated range (it would clip the rows whose maxima lie low), else int8;
+    # "int8" / "int16" force one
+    softmax_scores: str = "auto"
+    # GELU: "table" = Lut of the exact erf GELU of every 8-bit input code, rounded onto the
+    # output grid (within rounding of float; no polynomial); "igelu" = I-BERT's iGELU
+    gelu: str = "table"
+    # int16 residual stream: auto | off | TENSOR,... (planner/transforms/int16.py)
+    int16: str = "off"
 
 
 # ------------------------------------------------------------------------------------------
@@ -89,6 +105,7 @@ class _Fam:
     eff_zp: int = 0
     eff_signed: bool = True
     locked: str = ""        # why scale/zp/signedness must not change
+    bits: int = 8           # 8, or 16 (int16 softmax scores)
 
     def __post_init__(self):
         self.eff_scale, self.eff_zp, self.eff_signed = self.scale, self.zp, self.signed
@@ -100,7 +117,13 @@ class _Fam:
 
     @property
     def qrange(self) -> tuple[int, int]:
+        if self.bits == 16:
+            return (-32768, 32767)
         return (-128, 127) if self.eff_signed else (0, 255)
+
+    @property
+    def n_levels(self) -> int:
+        return 1 << self.bits
 
 
 @dataclass(eq=False)
@@ -719,12 +742,12 @@ class _Importer:
                 if rec.kind == "MatMul":
                     for t in rec.inputs:
                         self.absorb_zp(t.fam, f"operand of MatMul '{rec.name}'")
-                elif rec.kind == "GELU":
+                elif rec.kind == "GELU" and self.opt.gelu == "igelu":
                     self.absorb_zp(rec.inputs[0].fam, f"input of GELU '{rec.name}'")
         for rec in self.recs:
             if rec.kind == "GELU":
                 f = rec.inputs[0].fam
-                rec.p["offset"] = not (f.eff_zp == 0 and f.eff_signed)
+                rec.p["offset"] = self.opt.gelu == "igelu" and not (f.eff_zp == 0 and f.eff_signed)
 
     def decide_softmax(self, rec: _Rec) -> None:
         f_in = rec.inputs[0].fam
@@ -740,6 +763,21 @@ class _Importer:
                               f"scale {f_out.scale:g}, zero point {f_out.zp}")
         zp_signed = f_in.zp if f_in.signed else f_in.zp - 128  # the same codes as int8
         e, zp, levels = softmax_input_quant(f_in.scale, zp_signed, self.opt.softmax_min_levels)
+        mode = self.opt.softmax_scores
+        if mode not in ("auto", "int8", "int16"):
+            raise PlannerError(f"softmax_scores must be auto, int8 or int16, got {mode!r}")
+        clips = math.floor(LN2 / f_in.scale + 1e-9) < self.opt.softmax_min_levels
+        if (mode == "int16" or (mode == "auto" and clips)) and f_in.controllable and not f_in.locked:
+            e, levels = softmax_scores_int16(f_in.scale, zp_signed)
+            f_in.eff_scale, f_in.eff_zp, f_in.eff_signed, f_in.bits = e, 0, True, 16
+            f_in.locked = f"Softmax '{rec.name}' input (int16, scale ln2/{levels})"
+            rec.p["levels"] = levels
+            why = ("its calibrated range is wider than an int8 window at ln2/"
+                   f"{self.opt.softmax_min_levels}" if clips else "softmax_scores=int16")
+            self.notes.append(f"Softmax '{rec.name}': input requantized by its producer to int16 "
+                              f"at scale ln2/{levels} = {e:.6g} (onnxruntime: int8 at "
+                              f"{f_in.scale:.6g}), zero point 0: {why}, so no score clips")
+            return
         if f_in.controllable and not f_in.locked:
             f_in.eff_scale, f_in.eff_zp, f_in.eff_signed = e, zp, True
             f_in.locked = f"Softmax '{rec.name}' input (scale ln2/{levels})"
@@ -764,7 +802,16 @@ class _Importer:
             return
         lo, hi = (-128 - f.eff_zp, 127 - f.eff_zp) if f.eff_signed else (-f.eff_zp, 255 - f.eff_zp)
         lost = max(0, hi - 127) + max(0, -128 - lo)
-        if lost:
+        if lost > self.opt.absorb_clip_codes:
+            # too much of the calibrated range would clip (a one-sided range, e.g. an outlier
+            # token's query): keep it all on a coarser symmetric grid instead
+            reach = max(abs(lo), abs(hi))
+            f.eff_scale *= reach / 127
+            self.notes.append(f"tensor '{f.members[0].name}' ({why}): zero point {f.eff_zp} "
+                              f"absorbed by its producer at a {reach / 127:.3f}x coarser scale "
+                              f"{f.eff_scale:.6g} (clipping {lost} of onnxruntime's 256 codes "
+                              "instead would lose calibrated values)")
+        elif lost:
             self.notes.append(f"tensor '{f.members[0].name}' ({why}): zero point {f.eff_zp} "
                               f"absorbed by its producer; {lost} of onnxruntime's 256 codes at the "
                               "range's end now clip")
@@ -813,7 +860,8 @@ class _Importer:
 
     def ir_tensor(self, t: _T) -> Tensor:
         f = t.fam
-        return Tensor(t.name, (), "int8" if f.eff_signed else "uint8",
+        dtype = "int16" if f.bits == 16 else "int8" if f.eff_signed else "uint8"
+        return Tensor(t.name, (), dtype,
                       quant=QuantInfo(np.asarray(f.eff_scale, dtype=np.float64),
                                       np.asarray(f.eff_zp, dtype=np.int64)))
 
@@ -832,8 +880,8 @@ class _Importer:
         """The requantization that writes rec's output family (re-encoding signedness when the
         zero point does not fit the 32-bit add term at full precision)."""
         f = rec.out.fam
-        rq = make_requant(ratio, f.eff_zp, f.eff_signed, extra_add=extra_add)
-        if significant_bits(rq.mul) < 15 and not f.locked and f.controllable:
+        rq = make_requant(ratio, f.eff_zp, f.eff_signed, n_levels=f.n_levels, extra_add=extra_add)
+        if significant_bits(rq.mul) < 15 and not f.locked and f.controllable and f.bits == 8:
             alt_zp = f.eff_zp + 128 if f.eff_signed else f.eff_zp - 128
             alt = make_requant(ratio, alt_zp, not f.eff_signed, extra_add=extra_add)
             if significant_bits(alt.mul) > significant_bits(rq.mul):
@@ -908,16 +956,13 @@ class _Importer:
     def emit_add(self, rec: _Rec) -> None:
         a, b = rec.inputs[0].fam, rec.inputs[1].fam
         o = rec.out.fam
-        ra, rb = a.eff_scale / o.eff_scale, b.eff_scale / o.eff_scale
         # a*mul_a + b*mul_b at scale s_out/2^s (exact, unclipped int32), one rounding at the end
-        span = max(a.qrange[1] - a.qrange[0], 255) + 1
-        mul, s = fixed_point(np.array([ra, rb]), max_mul=(WIDE_LEVELS // 2 - 1) // span)
-        add = o.eff_zp * (1 << s) - a.eff_zp * int(mul[0]) - b.eff_zp * int(mul[1])
-        if abs(add) > 2**31 - 1:
-            raise PlannerError(f"{self.path}: node '{rec.name}': add term leaves int32")
-        rq_a = Requant(np.asarray(mul[0]), np.asarray(0), 1, WIDE_LEVELS, True)
-        rq_b = Requant(np.asarray(mul[1]), np.asarray(0), 1, WIDE_LEVELS, True)
-        rq = Requant(np.asarray(1), np.asarray(add), 1 << s, 256, o.eff_signed)
+        try:
+            rq_a, rq_b, rq = add_requants(a.eff_scale, a.eff_zp, a.n_levels, b.eff_scale,
+                                          b.eff_zp, b.n_levels, o.eff_scale, o.eff_zp,
+                                          o.eff_signed, o.n_levels)
+        except FixedPointError as exc:
+            raise PlannerError(f"{self.path}: node '{rec.name}': {exc}") from None
         self.node(rec.name, "Add", [t.name for t in rec.inputs], [rec.out.name],
                   rq_a=rq_a, rq_b=rq_b, rq=rq)
 
@@ -944,22 +989,32 @@ class _Importer:
             levels = rec.p["levels"]
             e = rec.inputs[0].fam.eff_scale
             assert math.isclose(e * levels, LN2, rel_tol=1e-12)
-        self.node(rec.name, "Softmax", [src], [rec.out.name], **isoftmax_consts(levels))
+        consts = isoftmax_consts(levels)
+        if rec.inputs[0].fam.bits == 16 and "pre_rq" not in rec.p:
+            consts["rounded"] = True  # kl_isoftmax_s16 / the MHSA wide-score mode round
+        self.node(rec.name, "Softmax", [src], [rec.out.name], **consts)
 
     def emit_layernorm(self, rec: _Rec) -> None:
         o = rec.out.fam
         x = rec.inputs[0].fam
         span = x.qrange[1] - x.qrange[0]
         src = rec.inputs[0].name
-        k = self.opt.layernorm_input_shift
-        if k:
-            tmp = self.uniq(f"{rec.name}.wide")
-            rq = Requant(np.asarray(1 << k), np.asarray(-x.eff_zp << k), 1, 65536, True)
-            self.node(f"{rec.name}.widen", "RequantShift", [src], [tmp], rq=rq)
-            self.tensors[tmp] = Tensor(tmp, (), "int16", quant=QuantInfo(
-                np.asarray(x.eff_scale / (1 << k)), np.asarray(0)))
-            src, span = tmp, span << k
         g, b = rec.p["gamma"], rec.p["beta"]
+        if self.opt.layernorm == "qdq":
+            in_dtype = self.ir_tensor(rec.inputs[0]).dtype
+            try:
+                w, bias, d, k, eps = layernorm_qdq_consts(g, b, x.eff_scale, in_dtype,
+                                                          o.eff_scale, o.eff_zp, rec.p["eps"])
+            except FixedPointError as exc:
+                raise PlannerError(f"{self.path}: node '{rec.name}': {exc}") from None
+            n = max(w.size, bias.size)
+            wn = self.const(f"{rec.name}.weight", np.broadcast_to(w, (n,)).copy(), "int32")
+            bn = self.const(f"{rec.name}.bias", np.broadcast_to(bias, (n,)).copy(), "int32")
+            self.node(rec.name, "LayerNorm", [src, wn, bn], [rec.out.name], d=d, n_levels=256,
+                      mode="qdq", in_shift=k, eps=eps, epsilon=float(rec.p["eps"]))
+            return
+        if self.opt.layernorm != "ilayernorm":
+            raise PlannerError(f"layernorm must be qdq or ilayernorm, got {self.opt.layernorm!r}")
         try:
             w, bias, d = ilayernorm_consts(g, b, o.eff_scale, o.eff_zp, in_span=span)
         except FixedPointError as exc:
@@ -975,6 +1030,19 @@ class _Importer:
     def emit_gelu(self, rec: _Rec) -> None:
         x = rec.inputs[0].fam
         src = rec.inputs[0].name
+        if self.opt.gelu == "table":
+            o = rec.out.fam
+            lo, hi = x.qrange
+            q = np.arange(lo, hi + 1, dtype=np.float64)
+            real = (q - x.eff_zp) * x.eff_scale
+            gelu = real * 0.5 * (1.0 + np.vectorize(math.erf)(real / math.sqrt(2.0)))
+            olo, ohi = o.qrange
+            table = np.clip(np.rint(gelu / o.eff_scale) + o.eff_zp, olo, ohi).astype(np.int64)
+            tn = self.const(f"{rec.name}.table", table, "int8" if o.eff_signed else "uint8")
+            self.node(rec.name, "Lut", [src, tn], [rec.out.name], in_lo=int(lo))
+            return
+        if self.opt.gelu != "igelu":
+            raise PlannerError(f"gelu must be table or igelu, got {self.opt.gelu!r}")
         if rec.p.get("offset"):
             # explicit zero-point removal: q - zp, exact, into int16
             tmp = self.uniq(f"{rec.name}.centered")
@@ -1053,4 +1121,4 @@ def load_qdq_graph(path: str | Path, options: QdqOptions | None = None, fuse: bo
     path = Path(path)
     model = load_model(path)
     graph = import_qdq(model, path, graph_inputs(model, path, input_shapes or {}), options)
-    return finish_import(graph, path, fuse)
+    return finish_import(graph, path, fuse, (options or QdqOptions()).int16)

@@ -132,6 +132,17 @@ def softmax_input_quant(scale: float, zp: int, min_levels: int, signed: bool = T
     return e, max(lo_q, min(hi_q, zp_new)), levels
 
 
+def softmax_scores_int16(scale: float, zp: int, max_levels: int = MAX_SOFTMAX_LEVELS
+                         ) -> tuple[float, int]:
+    """(e', L) of int16 softmax scores (zero point 0) for onnxruntime's int8 scores (scale, zp):
+    the finest e' = ln2/L, L <= max_levels, whose int16 range holds the calibrated range
+    [(-128-zp)*scale, (127-zp)*scale] -- no score clips, and the row maxima keep 2^15/L octaves
+    below them whatever their height."""
+    reach = max(abs(-128 - zp), abs(127 - zp)) * scale
+    levels = max(1, min(max_levels, int(math.floor(32767 * LN2 / max(reach, 1e-30)))))
+    return LN2 / levels, levels
+
+
 # ------------------------------------------------------------------------------------------
 # iGELU
 # ------------------------------------------------------------------------------------------
@@ -175,3 +186,56 @@ def ilayernorm_consts(gamma: np.ndarray, beta: np.ndarray, s_out: float, zp_out:
             return weight, bias, d
     raise FixedPointError(f"LayerNorm: gamma up to {gmax} with output scale {s_out} cannot be "
                           "represented (|gamma|/s_out too large for an int32 weight)")
+
+
+LN_QDQ_MAX_WEIGHT = 2**24  # |weight| bound of kl_layernorm_qdq (64-bit products)
+
+
+def layernorm_qdq_shift(in_dtype: str) -> int:
+    """Input widening of the QDQ LayerNorm: 8-bit inputs are computed on x*2^8 (the rounded mean
+    and the variance then resolve 1/256 of an input LSB), 16-bit inputs as they are."""
+    return 0 if in_dtype == "int16" else 8
+
+
+def layernorm_qdq_consts(gamma: np.ndarray, beta: np.ndarray, s_in: float, in_dtype: str,
+                         s_out: float, zp_out: int, eps: float, max_d_log2: int = 16
+                         ) -> tuple[np.ndarray, np.ndarray, int, int, int]:
+    """(weight, bias, D, in_shift, eps_int) of the QDQ LayerNorm (golden ops.layernorm_qdq).
+
+    weight/bias as iLayerNorm's (the input scale cancels in x_hat); eps_int = round(eps/s_w^2) is
+    the float epsilon on the widened input grid s_w = s_in/2^in_shift (it matters for rows of a
+    few LSB). D is the largest power of two <= 2^max_d_log2 with |weight| < 2^24."""
+    gamma = np.asarray(gamma, dtype=np.float64)
+    beta = np.asarray(beta, dtype=np.float64)
+    k = layernorm_qdq_shift(in_dtype)
+    s_w = s_in / (1 << k)
+    eps_int = int(round(eps / (s_w * s_w)))
+    if eps_int > 2**30:
+        raise FixedPointError(f"LayerNorm: epsilon {eps:g} is {eps_int} on the input grid "
+                              f"{s_w:g} (more than 2^30)")
+    for d_log2 in range(max_d_log2, -1, -1):
+        d = 1 << d_log2
+        weight = np.round(gamma * d / s_out).astype(np.int64)
+        bias = np.round(beta * d / s_out).astype(np.int64) + zp_out * d + d // 2
+        if (int(np.abs(weight).max(initial=0)) < LN_QDQ_MAX_WEIGHT
+                and int(np.abs(bias).max(initial=0)) <= I32_MAX):
+            return weight, bias, d, k, eps_int
+    raise FixedPointError(f"LayerNorm: gamma up to {float(np.abs(gamma).max(initial=0))} with "
+                          f"output scale {s_out} cannot be represented (|gamma|/s_out too large)")
+
+
+def add_requants(s_a: float, zp_a: int, span_a: int, s_b: float, zp_b: int, span_b: int,
+                 s_o: float, zp_o: int, signed_o: bool, n_levels_o: int = 256
+                 ) -> tuple[Requant, Requant, Requant]:
+    """(rq_a, rq_b, rq) of the QDQ Add: a*mul_a + b*mul_b at the common scale s_out/2^s (exact,
+    unclipped int32), one rounding at the end with every zero point in its add term. span_x is
+    the number of codes of input x (256 for 8 bit, 65536 for int16): |x*mul_x| < 2^29."""
+    span = max(span_a, span_b, 256)
+    mul, s = fixed_point(np.array([s_a / s_o, s_b / s_o]), max_mul=(WIDE_LEVELS // 2 - 1) // span)
+    add = zp_o * (1 << s) - zp_a * int(mul[0]) - zp_b * int(mul[1])
+    if abs(add) > I32_MAX:
+        raise FixedPointError("add term leaves int32")
+    rq_a = Requant(np.asarray(mul[0]), np.asarray(0), 1, WIDE_LEVELS, True)
+    rq_b = Requant(np.asarray(mul[1]), np.asarray(0), 1, WIDE_LEVELS, True)
+    rq = Requant(np.asarray(1), np.asarray(add), 1 << s, n_levels_o, signed_o)
+    return rq_a, rq_b, rq

@@ -58,7 +58,8 @@ def _softmax(scores: np.ndarray, sm: Node | None) -> np.ndarray:
         return scores
     if sm.attrs["kind"] == "isoftmax":
         return ops.isoftmax(scores, sm.attrs["coeff_a"], sm.attrs["coeff_b"],
-                            sm.attrs["coeff_c"], sm.attrs["log2"], sm.attrs["n_levels"])
+                            sm.attrs["coeff_c"], sm.attrs["log2"], sm.attrs["n_levels"],
+                            sm.attrs.get("rounded", False))
     if sm.attrs["kind"] == "itamax":
         return ops.itamax(scores, sm.attrs["n_levels"])
     return ops.ita_partial_max(scores, sm.attrs["group_width"], sm.attrs["n_levels"])

@@ -50,6 +50,12 @@ def isqrt(v: np.ndarray) -> np.ndarray:
     return r
 
 
+def isqrt_round(v: np.ndarray) -> np.ndarray:
+    """round(sqrt(v)) exactly (half up: never a tie for integers), for non-negative int64."""
+    r = isqrt(v)
+    return np.where(np.asarray(v, dtype=np.int64) - r * r > r, r + 1, r)
+
+
 def qrange(n_levels: int, signed: bool) -> tuple[int, int]:
     """Clip range of an n-level tensor ([-n/2, n/2-1] signed, QuantLib's ceil for odd n)."""
     if signed:
@@ -76,14 +82,18 @@ def requant_shift(x: np.ndarray, mul: np.ndarray, add: np.ndarray, div: int, n_l
 
 
 def isoftmax(x: np.ndarray, coeff_a: int, coeff_b: int, coeff_c: int, log2: int,
-             n_levels: int) -> np.ndarray:
-    """I-BERT integer softmax over the last axis; unsigned output in [0, n-1]."""
+             n_levels: int, rounded: bool = False) -> np.ndarray:
+    """I-BERT integer softmax over the last axis; unsigned output in [0, n-1]. rounded: the
+    normalisation rounds half up, floor((2*y*(n-1) + S)/(2*S)), instead of flooring (the QDQ
+    lowering of int16 scores; no -0.5 LSB bias)."""
     xt = x - x.max(axis=-1, keepdims=True)
     z = floor_div(-xt, log2)
     p = xt + z * log2
     # z >= 63 shifts any positive int64 to 0; numpy needs the shift count kept below 64
     y = (coeff_a * (p + coeff_b) ** 2 + coeff_c) >> np.minimum(z, 63)
     total = y.sum(axis=-1, keepdims=True)
+    if rounded:
+        return floor_div(2 * y * (n_levels - 1) + total, 2 * total)
     return floor_div(y * (n_levels - 1), total)
 
 
@@ -141,6 +151,49 @@ def ilayernorm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, d: int,
     y = floor_div(y, d)
     lo, hi = qrange(n_levels, True)
     return np.clip(y, lo, hi)
+
+
+LN_QDQ_XHAT_BITS = 16  # x_hat = (x - mean)/std carried with 16 fractional bits
+LN_QDQ_STD_BITS = 8    # std carried with 8 fractional bits
+LN_QDQ_INV_BITS = 30   # 1/std as a 2^30 fixed-point reciprocal
+
+
+def layernorm_qdq(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, d: int, n_levels: int,
+                  in_shift: int, eps: int) -> np.ndarray:
+    """Integer LayerNorm of QDQ graphs over the last axis (docs/qdq-fidelity.md, "LayerNorm").
+
+    Unlike iLayerNorm it is built to follow a float LayerNorm of the same input within rounding:
+    the input is widened (x*2^in_shift), the mean rounded (not truncated toward zero: a zero point
+    makes the sum negative), the variance summed in 64 bits (+ eps, the float epsilon on the
+    widened grid), the standard deviation rounded with 8 fractional bits, and x_hat carried with
+    16 fractional bits through a rounded 2^30 reciprocal of it (one division per row):
+        xw = x*2^k, mean = round(sum(xw)/L), nom = xw - mean, var = floor(sum(nom^2)/L) + eps
+        std = max(round(sqrt(var*2^16)), 2^8)           (std*2^8)
+        inv = round(2^38/std)                           (2^30/std)
+        xh  = (nom*inv + 2^13) >> 14                    (x_hat*2^16)
+        y   = clip((xh*weight + bias*2^16) >> (16 + log2 D))
+    weight = round(gamma*D/s_out), bias = round(beta*D/s_out) + zp_out*D + D/2 as for iLayerNorm.
+    Every intermediate fits int64 for |x| < 2^16, L < 2^15, |weight| < 2^24, |bias| < 2^31."""
+    s = log2_exact(int(d), "d")
+    xw = np.asarray(x, dtype=np.int64) << in_shift
+    length = xw.shape[-1]
+    mean = floor_div(2 * xw.sum(axis=-1, keepdims=True) + length, 2 * length)
+    nom = xw - mean
+    var = floor_div((nom * nom).sum(axis=-1, keepdims=True), length) + eps
+    std = np.maximum(isqrt_round(var << (2 * LN_QDQ_STD_BITS)), 1 << LN_QDQ_STD_BITS)
+    one = 1 << (LN_QDQ_INV_BITS + LN_QDQ_STD_BITS)
+    inv = floor_div(2 * one + std, 2 * std)
+    sh = LN_QDQ_INV_BITS - LN_QDQ_XHAT_BITS
+    xh = (nom * inv + (1 << (sh - 1))) >> sh
+    acc = xh * weight + (np.asarray(bias, dtype=np.int64) << LN_QDQ_XHAT_BITS)
+    y = acc >> (LN_QDQ_XHAT_BITS + s)
+    lo, hi = qrange(n_levels, True)
+    return np.clip(y, lo, hi)
+
+
+def lut8(x: np.ndarray, table: np.ndarray, in_lo: int) -> np.ndarray:
+    """Table lookup of an 8-bit input: y = table[x - in_lo] (in_lo -128 for int8, 0 for uint8)."""
+    return np.asarray(table, dtype=np.int64)[np.asarray(x, dtype=np.int64) - in_lo]
 
 
 def igelu(x: np.ndarray, b: int, one: int) -> np.ndarray:

@@ -91,7 +91,8 @@ def _mul(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
 def _softmax(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     a = node.attrs
     if a["kind"] == "isoftmax":
-        return [ops.isoftmax(x[0], a["coeff_a"], a["coeff_b"], a["coeff_c"], a["log2"], a["n_levels"])]
+        return [ops.isoftmax(x[0], a["coeff_a"], a["coeff_b"], a["coeff_c"], a["log2"], a["n_levels"],
+                             a.get("rounded", False))]
     if a["kind"] == "itamax":
         return [ops.itamax(x[0], a["n_levels"])]
     return [ops.ita_partial_max(x[0], a["group_width"], a["n_levels"])]
@@ -100,9 +101,17 @@ def _softmax(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
 @impl("LayerNorm")
 def _layernorm(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     xt, w, b = x
+    a = node.attrs
+    if a.get("mode") == "qdq":  # 64-bit intermediates in the kernel: nothing to check here
+        return [ops.layernorm_qdq(xt, w, b, a["d"], a["n_levels"], a["in_shift"], a["eps"])]
     nom = xt - ops.trunc_div(xt.sum(axis=-1, keepdims=True), xt.shape[-1])
     acc32(node, nom * w, "x*weight")
     return [ops.ilayernorm(xt, w, b, node.attrs["d"], node.attrs["n_levels"])]
+
+
+@impl("Lut")
+def _lut(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
+    return [ops.lut8(x[0], x[1], node.attrs["in_lo"])]
 
 
 @impl("GELU")

@@ -18,7 +18,7 @@ from planner.tiling.desc import (BufferSpec, ComputeTerm, LayerDesc, LoopDim, Ov
                                  candidate_sizes)
 from planner.tiling.kernels import KernelInfo, kernel
 
-TILED_OPS = ("Linear", "MatMul", "Add", "RequantShift", "Softmax", "LayerNorm", "GELU", "MHSA")
+TILED_OPS = ("Linear", "MatMul", "Add", "RequantShift", "Softmax", "LayerNorm", "GELU", "Lut", "MHSA")
 
 
 @dataclass
@@ -201,9 +201,18 @@ def rowwise(ctx: BuildContext, node: Node) -> LayerDesc:
     g = ctx.graph
     y = node.outputs[0]
     r, c = _rows_cols(g.tensors[y].shape)
+    wide = any(g.tensors[t].dtype == "int16" for t in node.inputs + node.outputs if t)
     if node.op == "Softmax":
         kname = {"isoftmax": "isoftmax", "itamax": "itamax", "itapartialmax": "ita_partial_max"}.get(
             node.attrs.get("kind"), "isoftmax")
+        if wide:  # int16 scores of QDQ graphs
+            kname = "isoftmax_s16"
+    elif node.op == "LayerNorm" and node.attrs.get("mode") == "qdq":
+        kname = "layernorm_qdq"
+    elif node.op == "Add" and wide:  # int16 residual stream (planner/transforms/int16.py)
+        kname = "add_rq_x"
+    elif node.op == "Lut":
+        kname = "lut8"
     else:
         kname = {"LayerNorm": "ilayernorm", "GELU": "igelu", "Add": "add_rq",
                  "RequantShift": "requant"}[node.op]
@@ -219,8 +228,9 @@ def rowwise(ctx: BuildContext, node: Node) -> LayerDesc:
         tt = g.tensors[t]
         role = "x" if len(node.inputs) == 1 or node.op != "Add" else ("a", "b")[i] if i < 2 else f"in{i}"
         if tt.is_const:
-            bufs.append(_weight(ctx, t, {1: "weight", 2: "bias"}.get(i, role) if node.op == "LayerNorm"
-                                else role, (), tt.nbytes))
+            cname = ({1: "weight", 2: "bias"}.get(i, role) if node.op == "LayerNorm"
+                     else "table" if node.op == "Lut" else role)
+            bufs.append(_weight(ctx, t, cname, (), tt.nbytes))
         elif tt.size == r * c:
             bufs.append(BufferSpec(role, t, "in", ("R",), c * ctx.eb(t), tt.nbytes, ctx.act_home))
         else:  # a broadcast operand: kept whole
@@ -315,17 +325,24 @@ class _Chunk:
 
 
 def _mhsa_chunk(ctx: BuildContext, s: int, d: int, p: int, e_out: int, sm_node, fwsa: bool,
-                row_term: bool) -> _Chunk:
+                row_term: bool, wide_scores: bool = False) -> _Chunk:
     from kernel_lib import descriptions as kd
 
     k = kernel("mhsa_chunk", ctx.isa)
     kind = 0 if sm_node is None else kd.SOFTMAX_KINDS[sm_node.attrs.get("kind", "isoftmax")]
     dims = {"rows": 1, "S": s, "D": d, "P": p, "E_out": e_out, "fwsa": int(fwsa),
-            "row_term": int(row_term), "softmax": kind, "lut_given": 1, "fused_out": 1}
+            "row_term": int(row_term), "softmax": kind, "lut_given": 1, "fused_out": 1,
+            "wide_scores": int(wide_scores)}
     lut = kd.softmax_lut_bytes(dims)
     return _Chunk(k, kernel("softmax_rows", ctx.isa), dims,
                   kd.mhsa_kv_bytes({"S": s, "P": p, "fwsa": int(fwsa)}), lut,
                   _operand_bytes(kernel("mhsa_block", ctx.isa), "acc"), k.desc.cost(dims))
+
+
+def _wide_scores(scores: Node) -> bool:
+    """int16 softmax scores (QDQ graphs): kl_mhsa_chunk's wide-score mode."""
+    rq = scores.attrs.get("rq")
+    return rq is not None and rq.n_levels > 256
 
 
 def _chunk_candidates(key: tuple, s: int, rule) -> tuple[int, ...]:
@@ -385,7 +402,7 @@ def mhsa_dft(ctx: BuildContext, node: Node) -> LayerDesc:
     cores = ctx.cores
     lin = kernel("linear", ctx.isa)
     sm_node = a["softmax"]
-    ch = _mhsa_chunk(ctx, s, p, p, e, sm_node, False, False)
+    ch = _mhsa_chunk(ctx, s, p, p, e, sm_node, False, False, _wide_scores(a["scores"]))
     ebx, eby = ctx.eb(x), ctx.eb(y)
     q_t, k_t, v_t = a["q"].outputs[0], a["k"].outputs[0], a["v"].outputs[0]
     eq = ctx.eb(q_t)
@@ -496,7 +513,8 @@ def mhsa_fwsa_dft(ctx: BuildContext, node: Node) -> LayerDesc:
     lin = kernel("linear", ctx.isa)
     sm_node = a["softmax"]
     kmode = bool(w_row)  # the kernel's FWSA mode: only it takes the row term
-    ch = _mhsa_chunk(ctx, s, e, p, e, sm_node, kmode, kmode)
+    ch = _mhsa_chunk(ctx, s, e, p, e, sm_node, kmode, kmode,
+                     fw.rq_scores is not None and fw.rq_scores.n_levels > 256)
     ebx, eby = ctx.eb(x), ctx.eb(y)
     v_t = a["v"].outputs[0]
     dh = LoopDim("h", h, candidate_sizes(h, lambda t: True))
@@ -567,7 +585,7 @@ def mhsa(ctx: BuildContext, node: Node) -> LayerDesc:
 
 BUILDERS = {
     "Linear": linear, "MatMul": matmul, "Add": rowwise, "RequantShift": rowwise, "Softmax": rowwise,
-    "LayerNorm": rowwise, "GELU": rowwise, "MHSA": mhsa,
+    "LayerNorm": rowwise, "GELU": rowwise, "Lut": rowwise, "MHSA": mhsa,
 }
 
 

@@ -18,6 +18,8 @@ def output_dtype(graph: Graph, node: Node) -> str:
         return "uint8" if node.attrs["n_levels"] <= 256 else "int32"
     if node.op in _NORMS:
         return "int8" if node.attrs["n_levels"] <= 256 else "int32"
+    if node.op == "Lut":
+        return graph.tensors[node.inputs[1]].dtype
     if node.op == "MHSA":
         return output_dtype(graph, node.parts[-1])
     return "int32"

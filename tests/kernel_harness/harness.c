@@ -175,7 +175,11 @@ enum {
     OP_GELU_I32 = 11,
     OP_GELU_RQ = 12,
     OP_ADD = 13,
-    OP_TRANSPOSE = 14
+    OP_TRANSPOSE = 14,
+    OP_LAYERNORM_QDQ = 15,
+    OP_ISOFTMAX16 = 16,
+    OP_ADD_X = 17,
+    OP_LUT8 = 18
 };
 
 typedef struct {
@@ -297,6 +301,24 @@ static void run_kernel(case_t *c, void *out, int core, int nc)
     case OP_TRANSPOSE: /* rows cols x_rs y_rs; arrays x out */
         kl_transpose8(ARR(0), p[2], out, p[3], p[0], p[1], core, nc);
         break;
+    case OP_LAYERNORM_QDQ: /* x_type rows L x_rs y_rs in_shift eps d_log2 n; arrays x w b out */
+        kl_layernorm_qdq(ARR(0), p[0], p[3], (int8_t *)out, p[4], p[1], p[2],
+                         (const int32_t *)ARR(1), (const int32_t *)ARR(2), p[5], p[6], p[7], p[8],
+                         core, nc);
+        break;
+    case OP_ISOFTMAX16: /* rows L x_rs y_rs A B C log2 n; arrays x out */
+        kl_isoftmax_s16((const int16_t *)ARR(0), p[2], (uint8_t *)out, p[3], p[0], p[1], p[4],
+                        p[5], p[6], p[7], p[8], (int32_t *)c->scratch, core, nc);
+        break;
+    case OP_LUT8: /* x_signed rows cols x_rs y_rs; arrays x table out */
+        kl_lut8(ARR(0), p[0], p[3], (const uint8_t *)ARR(1), out, p[4], p[1], p[2], core, nc);
+        break;
+    case OP_ADD_X:
+        /* a_type b_type y_type rows cols a_rs b_rs y_rs rq_a rq_b rq_o;
+         * arrays a b mul_a add_a mul_b add_b mul_o add_o out */
+        kl_add_rq_x(ARR(0), p[0], p[5], &c->rq[0], ARR(1), p[1], p[6], &c->rq[1], out, p[2],
+                    p[7], p[3], p[4], &c->rq[2], core, nc);
+        break;
     default:
         break;
     }
@@ -331,6 +353,11 @@ static void setup_rq(case_t *c)
         rq_from(c->p + 7, ARR(2), ARR(3), &c->rq[0]);
         rq_from(c->p + 17, ARR(4), ARR(5), &c->rq[1]);
         rq_from(c->p + 27, ARR(6), ARR(7), &c->rq[2]);
+        break;
+    case OP_ADD_X:
+        rq_from(c->p + 8, ARR(2), ARR(3), &c->rq[0]);
+        rq_from(c->p + 18, ARR(4), ARR(5), &c->rq[1]);
+        rq_from(c->p + 28, ARR(6), ARR(7), &c->rq[2]);
         break;
     default:
         break;
