@@ -160,7 +160,13 @@ def describe_buffer(ctx: EmitContext, lp: LayerPlan, bp: BufferPlan, shape: tupl
             stage = int(bp.staging["offset"])
         return BufDesc(bp.name, kind, elem, home, home_off, near, bp.offset, bp.copies, bp.bytes,
                        stage, axes)
-    # read / written where it lives (home = compute level, or a weight in place in flash)
+    # read / written where it lives (home = compute level, or a weight in place in flash): the
+    # kernels read the last axis contiguously
+    inner = next((a for a in reversed(axes) if a.full > 1), None)
+    if inner is not None and inner.stride != elem:
+        raise PlannerError(f"code generator: layer {lp.name}, buffer {bp.name}: read in place, its "
+                           f"inner axis has a stride of {inner.stride} B (the kernel needs {elem}): "
+                           "this layout needs a copy, which the code generator does not emit")
     if check and prod(shape) * elem != bp.bytes:
         raise PlannerError(f"code generator: layer {lp.name}, buffer {bp.name}: {prod(shape) * elem} B "
                            f"in place does not match the plan's {bp.bytes} B")

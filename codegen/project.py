@@ -79,10 +79,10 @@ def _emit_layer(ctx: EmitContext, index: int) -> LayerCode:
     lp = ctx.plan.layers[index]
     fn = {"Linear": linear.emit, "MatMul": matmul.emit, "MHSA": mhsa.emit, "Add": rowwise.emit,
           "RequantShift": rowwise.emit, "Softmax": rowwise.emit, "LayerNorm": rowwise.emit,
-          "GELU": rowwise.emit}.get(lp.op)
+          "GELU": rowwise.emit, "Lut": rowwise.emit}.get(lp.op)
     if fn is None:
         raise PlannerError(f"code generator: layer {lp.name}: no kernel for {lp.op} (supported: Linear, "
-                           "MatMul, MHSA, Add, RequantShift, Softmax, LayerNorm, GELU)")
+                           "MatMul, MHSA, Add, RequantShift, Softmax, LayerNorm, GELU, Lut)")
     code = fn(ctx, lp, index)
     if code.engine and len(code.bufs) > abi.MAX_BUFS:
         raise PlannerError(f"code generator: layer {lp.name} has {len(code.bufs)} buffers, the tile "

@@ -90,6 +90,11 @@ def strides(values: np.ndarray, node_out: tuple[int, ...], kernel_out: tuple[int
     return aff.strides
 
 
+def out_levels(dtype: str) -> str:
+    """The `levels` check of c_rq for a kernel output of this dtype."""
+    return "16bit" if dtype == "int16" else "8bit"
+
+
 def signed(rq: Requant) -> int:
     return 1 if rq.signed else 0
 
@@ -101,10 +106,14 @@ def c_rq(var: str, place: RqPlace, node_out: tuple[int, ...], kernel_out: tuple[
     those axes is `offsets` (C expressions, one per axis; empty: the origin). `levels`: "8bit"
     for a kernel's 8-bit output; "int" for an intermediate clipped to its own range (kl_add_rq's
     input requantizations, n_levels < 2^31); "ignored" for an int32 result that the kernel clips
-    to int32 itself (the FWSA row term)."""
+    to int32 itself (the FWSA row term); "16bit" for an int16 output (QDQ scores, int16 residuals:
+    n_levels up to 65536)."""
     rq = place.rq
     if levels == "8bit" and rq.n_levels > 256:
         raise PlannerError("code generator: an 8-bit kernel output cannot take a requantization to "
+                           f"{rq.n_levels} levels")
+    if levels == "16bit" and rq.n_levels > 65536:
+        raise PlannerError("code generator: an int16 kernel output cannot take a requantization to "
                            f"{rq.n_levels} levels")
     if levels == "int" and rq.n_levels > 2**31 - 1:
         raise PlannerError(f"code generator: a requantization to {rq.n_levels} levels does not fit "

@@ -45,12 +45,21 @@ def emit(ctx: EmitContext, lp: LayerPlan, index: int) -> LayerCode:
         e.add(describe_buffer(ctx, lp, e.need("a"), (B, M, K), ("B", "M", None), ea))
     else:
         e.add(describe_buffer(ctx, lp, e.need("a"), (M, K), ("M", None), ea))
-    bshape = (N, K) if nt else (K, N)
     bp = e.need("b")
     base, view = ctx.act_home(b)
     view = view.reshaped(((B,) if b_batched else ()) + (K, N))
+    if bp.access != "dma":
+        # read where it lives: the kernel needs the operand's inner axis contiguous; either
+        # storage of B is one kl_bmatmul call (b_trans), so take the one the layout gives
+        nn_ok = view.strides[-1] in (0, 1)
+        nt_ok = view.strides[-2] in (0, 1)
+        if nt and not nt_ok and nn_ok:
+            nt = False
+        elif not nt and not nn_ok and nt_ok:
+            nt = True
     if nt:
         view = _swap_last(view)
+    bshape = (N, K) if nt else (K, N)
     e.add(describe_buffer(ctx, lp, bp, ((B,) if b_batched else ()) + bshape,
                           (("B",) if b_batched else ()) + (None, None), eb,
                           home="L2", home_off=base + view.base * eb,
@@ -68,7 +77,8 @@ def emit(ctx: EmitContext, lp: LayerPlan, index: int) -> LayerCode:
     ia, ib = e.index_of("a"), e.index_of("b")
     L = {
         "ident": e.ident, "B": e.ext("B"), "M": e.ext("M"), "N": N, "K": K,
-        "rq_lines": rqm.c_rq("rq", place, ysh, (B, M, N), (e.off("B"), e.off("M"), "0")),
+        "rq_lines": rqm.c_rq("rq", place, ysh, (B, M, N), (e.off("B"), e.off("M"), "0"),
+                             rqm.out_levels(g.tensors[y].dtype)),
         "a": f"t->ptr[{ia}]", "a_signed": int(g.tensors[a].dtype != "uint8"),
         "a_bs": f"t->st[{ia}][0]" if a_batched else "0", "a_rs": f"t->st[{ia}][{1 if a_batched else 0}]",
         "b": f"t->ptr[{ib}]", "b_signed": int(g.tensors[b].dtype != "uint8"), "b_trans": int(nt),

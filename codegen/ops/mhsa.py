@@ -118,7 +118,8 @@ def emit(ctx: EmitContext, lp: LayerPlan, index: int) -> LayerCode:
         rq_lines["q"] = rqm.c_rq("rq_q", part_places["q"], g.tensors[a["q"].outputs[0]].shape, (S, H * P), ("r0", hp))
         rq_lines["k"] = rqm.c_rq("rq_k", part_places["k"], g.tensors[a["k"].outputs[0]].shape, (S, H * P), ("t0", hp))
         sc_out = g.tensors[a["scores"].outputs[0]].shape
-        rq_lines["s"] = rqm.c_rq("rq_s", part_places["scores"], sc_out, (H, S, S), ("h", "r0", "0"))
+        rq_lines["s"] = rqm.c_rq("rq_s", part_places["scores"], sc_out, (H, S, S), ("h", "r0", "0"),
+                                 "16bit" if part_places["scores"].rq.n_levels > 256 else "8bit")
     rq_lines["v"] = rqm.c_rq("rq_v", part_places["v"], v_out, (S, H * P), ("t0", hp))
     av_out = g.tensors[a["av"].outputs[0]].shape
     rq_lines["av"] = rqm.c_rq("rq_av", part_places["av"], av_out, (H, S, P), ("h", "r0", "0"))
@@ -178,7 +179,7 @@ def _per_head_ok(r, h: int) -> bool:
 
 def _fwsa_rq(e: Emitter, nm: str, var: str, r, out: tuple[int, ...], layout, H: int) -> list[str]:
     """kl_rq_t of one head (C index `h`, tile head `j`) of an FWSA requantization."""
-    wide = "ignored" if r.n_levels > 256 else "8bit"
+    wide = "ignored" if r.n_levels > 65536 else ("16bit" if r.n_levels > 256 else "8bit")
     if layout is None:  # small: code constants
         place = e.rq_places(nm, [(nm, r)])[nm]
         return rqm.c_rq(var, place, out, out, ("h", "r0", "0"), wide)

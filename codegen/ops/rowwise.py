@@ -20,7 +20,7 @@ def emit(ctx: EmitContext, lp: LayerPlan, index: int) -> LayerCode:
     y = node.outputs[0]
     R, C = kernel_shape_2d(g.tensors[y].shape)
     ins: dict[str, str] = {}
-    roles = {"LayerNorm": ("x", "weight", "bias"), "Add": ("a", "b")}.get(node.op, ("x",))
+    roles = {"LayerNorm": ("x", "weight", "bias"), "Add": ("a", "b"), "Lut": ("x", "table")}.get(node.op, ("x",))
     for role, t in zip(roles, node.inputs):
         if not t:
             continue
@@ -65,9 +65,19 @@ def emit(ctx: EmitContext, lp: LayerPlan, index: int) -> LayerCode:
         if "rq" not in places:
             raise PlannerError(f"code generator: layer {lp.name}: an Add with an int32 output "
                                "(no output requantization) has no kernel")
+    ydt = g.tensors[y].dtype
     for k, place in sorted(places.items()):
         L["rq_lines"] += rqm.c_rq(k, place, out_shape, (R, C), (e.off("R"), "0"),
-                                  "int" if k in ("rq_a", "rq_b") else "8bit")
+                                  "int" if k in ("rq_a", "rq_b") else rqm.out_levels(ydt))
+    dt = {"uint8": "KL_DT_U8", "int8": "KL_DT_S8", "int16": "KL_DT_S16"}
+    for role, t in ins.items():
+        if not g.tensors[t].is_const:
+            if g.tensors[t].dtype not in dt:
+                raise PlannerError(f"code generator: layer {lp.name}: input '{t}' is "
+                                   f"{g.tensors[t].dtype}, the row-wise kernels take 8 or 16 bits")
+            L[role + "_type"] = dt[g.tensors[t].dtype]
+    L["y_type"] = dt.get(ydt, "KL_DT_S8")
+    L["wide"] = any(g.tensors[t].dtype == "int16" for t in list(ins.values()) + [y])
     L["rqs"] = sorted(places)
     if node.op == "LayerNorm":
         d = int(a["d"])
@@ -75,10 +85,21 @@ def emit(ctx: EmitContext, lp: LayerPlan, index: int) -> LayerCode:
             raise PlannerError(f"code generator: layer {lp.name}: LayerNorm divisor {d} is not a power of two")
         L["d_log2"] = d.bit_length() - 1
         L["n_levels"] = int(a["n_levels"])
+        L["qdq"] = a.get("mode") == "qdq"
+        if L["qdq"]:
+            L["in_shift"], L["eps"] = int(a["in_shift"]), int(a["eps"])
+    elif node.op == "Lut":
+        x_dt = g.tensors[ins["x"]].dtype
+        if int(a["in_lo"]) != (-128 if x_dt == "int8" else 0) or g.tensors[ins["table"]].size != 256:
+            raise PlannerError(f"code generator: layer {lp.name}: kl_lut8 takes a 256-entry table "
+                               "indexed from the input's lowest value")
     elif node.op == "Softmax":
         L["kind"] = a["kind"]
         L["sm"] = {k: int(a[k]) for k in ("coeff_a", "coeff_b", "coeff_c", "log2", "n_levels",
                                            "group_width") if k in a}
+        if L["wide"] and (a["kind"] != "isoftmax" or not a.get("rounded")):
+            raise PlannerError(f"code generator: layer {lp.name}: int16 softmax scores take the "
+                               "rounded iSoftmax (kl_isoftmax_s16)")
     elif node.op == "GELU":
         L["b"], L["one"] = int(a["b"]), int(a["one"])
         L["gelu_rq"] = a.get("rq") is not None
