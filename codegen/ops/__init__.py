@@ -44,6 +44,7 @@ class Emitter:
         self.ident = c_ident(lp.name)
         self.code = LayerCode(lp, index, self.ident, [])
         self.li = {d: i for i, d in enumerate(lp.loop_order)}
+        self.decls: dict[str, str] = {}
 
     # -- buffers
     def buf(self, name: str) -> BufferPlan | None:
@@ -63,10 +64,19 @@ class Emitter:
         return len(self.code.bufs) - 1
 
     def ptr(self, name: str, ctype: str) -> str:
-        return f"(({ctype} *)t->ptr[{self.index_of(name)}])"
+        """A named local of the tile body holding the buffer's pointer for this tile."""
+        var = f"buf_{name}"
+        self.decls.setdefault(var, f"{ctype} *const {var} = ({ctype} *)t->ptr[{self.index_of(name)}];")
+        return var
 
     def st(self, name: str, axis: int) -> str:
-        return f"t->st[{self.index_of(name)}][{axis}]"
+        """A named local: the buffer's element stride along `axis` for this tile."""
+        var = f"{name}_st{axis}"
+        self.decls.setdefault(var, f"const int32_t {var} = t->st[{self.index_of(name)}][{axis}];")
+        return var
+
+    def declarations(self) -> list[str]:
+        return list(self.decls.values())
 
     def ext(self, dim: str) -> str:
         return f"t->ext[{self.li[dim]}]" if dim in self.li else str(self.lp.dims[dim])
@@ -88,7 +98,7 @@ class Emitter:
             data, offs = rqm.blob([r for _, r in rqs])
             key = f"{self.lp.name}/{blob_buf}"
             self.code.blobs[key] = data
-            base = ptr_expr or f"((const int32_t *)t->ptr[{self.index_of(blob_buf)}])"
+            base = ptr_expr or self.ptr(blob_buf, "const int32_t")
             for (k, r), (mo, ao) in zip(rqs, offs):
                 out[k] = rqm.RqPlace(r, base, base, mo, ao)
             return out

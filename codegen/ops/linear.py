@@ -59,5 +59,6 @@ def emit(ctx: EmitContext, lp: LayerPlan, index: int) -> LayerCode:
         "k_first": f"t->idx[{e.li['K']}] == 0" if "K" in e.li else "1",
         "k_last": f"t->idx[{e.li['K']}] == t->n[{e.li['K']}] - 1" if "K" in e.li else "1",
     }
+    L["decls"] = e.declarations()
     e.code.body = render("linear.c.mako", L=L)
     return e.code

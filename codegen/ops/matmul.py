@@ -74,18 +74,18 @@ def emit(ctx: EmitContext, lp: LayerPlan, index: int) -> LayerCode:
         raise PlannerError(f"code generator: layer {lp.name}: MatMul without requantization "
                            "(int32 output) has no kernel")
     place = e.rq_places("rq", [("rq", rq)])["rq"]
-    ia, ib = e.index_of("a"), e.index_of("b")
     L = {
         "ident": e.ident, "B": e.ext("B"), "M": e.ext("M"), "N": N, "K": K,
         "rq_lines": rqm.c_rq("rq", place, ysh, (B, M, N), (e.off("B"), e.off("M"), "0"),
                              rqm.out_levels(g.tensors[y].dtype)),
-        "a": f"t->ptr[{ia}]", "a_signed": int(g.tensors[a].dtype != "uint8"),
-        "a_bs": f"t->st[{ia}][0]" if a_batched else "0", "a_rs": f"t->st[{ia}][{1 if a_batched else 0}]",
-        "b": f"t->ptr[{ib}]", "b_signed": int(g.tensors[b].dtype != "uint8"), "b_trans": int(nt),
-        "b_bs": f"t->st[{ib}][0]" if b_batched else "0", "b_rs": f"t->st[{ib}][{1 if b_batched else 0}]",
+        "a": e.ptr("a", "const void"), "a_signed": int(g.tensors[a].dtype != "uint8"),
+        "a_bs": e.st("a", 0) if a_batched else "0", "a_rs": e.st("a", 1 if a_batched else 0),
+        "b": e.ptr("b", "const void"), "b_signed": int(g.tensors[b].dtype != "uint8"), "b_trans": int(nt),
+        "b_bs": e.st("b", 0) if b_batched else "0", "b_rs": e.st("b", 1 if b_batched else 0),
         "y": e.ptr("y", "void"), "y_bs": e.st("y", 0), "y_rs": e.st("y", 1),
         "scratch": e.ptr("scratch", "void") if e.buf("scratch") is not None else "NULL",
         "wide": wide,
     }
+    L["decls"] = e.declarations()
     e.code.body = render("matmul.c.mako", L=L)
     return e.code

@@ -107,5 +107,6 @@ def emit(ctx: EmitContext, lp: LayerPlan, index: int) -> LayerCode:
         pass
     elif node.op != "Add":
         raise PlannerError(f"code generator: no row-wise kernel for {node.op}")
+    L["decls"] = e.declarations()
     e.code.body = render("rowwise.c.mako", L=L)
     return e.code

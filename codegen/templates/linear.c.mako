@@ -1,6 +1,9 @@
 <%page args="L"/>\
 static void body_${L['ident']}(const nr_tile_t *t, int core_id, int n_cores)
 {
+% for line in L['decls']:
+    ${line}
+% endfor
     const int32_t S = ${L['S']}, N = ${L['N']}, K = ${L['K']};
 % if L['has_rq']:
     kl_rq_t rq;
