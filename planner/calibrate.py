@@ -113,6 +113,7 @@ class Calibration:
     measured: dict[Call, int]         # instructions per call (markers subtracted)
     marker_insns: int
     plans: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # layers without a calibration case
 
     def attributed(self, call: Call) -> int:
         """The instructions of `call` its key is charged with (its sub-call's removed)."""
@@ -208,11 +209,49 @@ def finalize_call(rows: int, cols: int, cores: int, bias: int) -> Call:
                 f"kl_linear_finalize {share}x{cols} (MHSA writeout{_who(cores - 1, cores)})")
 
 
+class NotMeasured(Exception):
+    """A layer whose kernel has no calibration case (reported, not measured)."""
+
+
+# the kernel-library functions the harness runs, per op (plan.json `kernel`, " / "-separated)
+_FUNCTIONS = {
+    "LayerNorm": {"kl_ilayernorm"}, "GELU": {"kl_igelu_i32", "kl_igelu_rq"}, "Add": {"kl_add_rq"},
+    "RequantShift": {"kl_requant"}, "Softmax": {"kl_isoftmax", "kl_itamax", "kl_ita_partial_max"},
+}
+_8BIT = ("int8", "uint8")
+
+
+def _check_layer(graph, node, lp) -> None:
+    """Raise NotMeasured unless the harness runs this layer's kernel with these dtypes."""
+    T = graph.tensors
+    dtypes = {T[t].dtype for t in [*node.inputs, *node.outputs] if t and not T[t].is_const}
+    fns = {f.strip() for f in lp.kernel.split("/")}
+    ok = True
+    if lp.op == "Linear":
+        ok = all(f.startswith("kl_linear_") for f in fns) and T[node.inputs[0]].dtype in _8BIT
+    elif lp.op == "MatMul":
+        ok = dtypes <= ({"int32", *_8BIT} if "kl_bmatmul_i32" in fns else set(_8BIT))
+    elif lp.op in _FUNCTIONS:
+        allowed = set(_8BIT) | ({"int32"} if lp.op in ("GELU", "RequantShift") else set())
+        ok = fns <= _FUNCTIONS[lp.op] and dtypes <= allowed
+    elif lp.op == "MHSA":
+        rq = node.attrs["scores"].attrs.get("rq") if node.attrs.get("scores") is not None else None
+        fw = node.attrs.get("fwsa")
+        if fw is not None:
+            rq = fw.rq_scores
+        ok = (rq is None or rq.n_levels <= 256) and T[node.inputs[0]].dtype in _8BIT
+    if not ok:
+        raise NotMeasured(f"{lp.name} ({lp.op}, {lp.kernel}; {', '.join(sorted(dtypes))}): "
+                          "no calibration case for this kernel")
+
+
 def _layer_calls(graph, lp, cores: int) -> list[tuple[Call, int]]:
-    """The kernel calls the generated code makes for plan layer `lp`, with their counts."""
+    """The kernel calls the generated code makes for plan layer `lp`, with their counts
+    (NotMeasured for a kernel the harness does not run)."""
     node = next((n for n in graph.nodes if n.name == lp.name), None)
     if node is None:
         raise PlannerError(f"plan layer {lp.name} is not a node of the plan's network: re-run planner solve")
+    _check_layer(graph, node, lp)
     tile = lp.tile.get(lp.compute_level) or lp.dims
     op = lp.op
     out: list[tuple[Call, int]] = []
@@ -329,11 +368,19 @@ def _mhsa_calls(graph, node, lp, tile, cores: int) -> list[tuple[Call, int]]:
     return out
 
 
-def plan_uses(plan, graph, cores: int, name: str, form: str) -> list[Use]:
-    """Every kernel call of `plan` (the graph in the plan's schedule form)."""
+def plan_uses(plan, graph, cores: int, name: str, form: str,
+              skipped: list[str] | None = None) -> list[Use]:
+    """Every kernel call of `plan` (the graph in the plan's schedule form); layers without a
+    calibration case are listed in `skipped`."""
     uses = []
     for lp in plan.layers:
-        for call, count in _layer_calls(graph, lp, cores):
+        try:
+            calls = _layer_calls(graph, lp, cores)
+        except NotMeasured as exc:
+            if skipped is not None:
+                skipped.append(f"{name}: {exc}")
+            continue
+        for call, count in calls:
             uses.append(Use(name, form, lp.name, lp.op, call, count))
             if call.sub is not None:
                 uses.append(Use(name, form, lp.name, lp.op, call.sub, count))
@@ -359,9 +406,10 @@ def example_networks(names: Sequence[str] | None) -> list[Path]:
 
 
 def collect_uses(hw_path: Path, hw: HardwareModel, examples: Sequence[str] | None,
-                 plan_dirs: Sequence[Path], progress=None) -> tuple[list[Use], list[str]]:
+                 plan_dirs: Sequence[Path], progress=None,
+                 skipped: list[str] | None = None) -> tuple[list[Use], list[str]]:
     """The uses of the given plans, or of the examples solved for `hw_path` (deployed form and
-    layer by layer)."""
+    layer by layer); layers without a calibration case go to `skipped`."""
     from planner.plan import Plan
     uses: list[Use] = []
     names: list[str] = []
@@ -378,7 +426,7 @@ def collect_uses(hw_path: Path, hw: HardwareModel, examples: Sequence[str] | Non
                 raise UsageError(f"--plan {d}: the plan is for '{plan.hardware.get('name')}', not "
                                  f"'{hw.name}': plans and hardware model must match")
             name = Path(d).name if Path(d).is_dir() else p.parent.name
-            uses += plan_uses(plan, _plan_graph(plan), hw.cores, name, "deployed")
+            uses += plan_uses(plan, _plan_graph(plan), hw.cores, name, "deployed", skipped)
             names.append(name)
         return uses, names
     from planner.solve import SolveOptions, solve
@@ -388,7 +436,7 @@ def collect_uses(hw_path: Path, hw: HardwareModel, examples: Sequence[str] | Non
                 progress(f"solving {net.parent.name} for {hw.name} (--dft {dft})")
             sol = solve(net, hw_path, SolveOptions(dft=dft, fwsa="auto"))
             name = f"{net.parent.name}{'' if dft == 'auto' else ' --dft off'}"
-            uses += plan_uses(sol.plan, _plan_graph(sol.plan), hw.cores, name, form)
+            uses += plan_uses(sol.plan, _plan_graph(sol.plan), hw.cores, name, form, skipped)
             names.append(name)
     return uses, names
 
@@ -558,7 +606,8 @@ def calibrate(hw_spec: str | Path, target: str, *, examples: Sequence[str] | Non
         raise UsageError(f"{hw_path}: the model's QEMU stand-in (qemu_target) is "
                          f"'{hw.qemu_target}', not {target}: calibrate it with --target {own}")
     keys = list(keys or KEYS)
-    uses, plans = collect_uses(hw_path, hw, examples, plan_dirs, progress)
+    skipped: list[str] = []
+    uses, plans = collect_uses(hw_path, hw, examples, plan_dirs, progress, skipped)
     uses = [u for u in uses if u.call.key in keys or any(
         v.call.sub == u.call for v in uses if v.call.key in keys)]
     calls = sorted({u.call for u in uses}, key=lambda c: (c.key, c.label))
@@ -567,7 +616,7 @@ def calibrate(hw_spec: str | Path, target: str, *, examples: Sequence[str] | Non
     if progress:
         progress(f"measuring {len(calls)} kernel calls on {target}")
     measured, base = measure(calls, target)
-    cal = Calibration(hw, target, command, {}, uses, measured, base, plans)
+    cal = Calibration(hw, target, command, {}, uses, measured, base, plans, skipped)
     for key in keys:
         try:
             fig, per_shape, n, work, insns, form, other = key_figures(key, uses, cal.attributed)

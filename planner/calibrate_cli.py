@@ -77,6 +77,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     print()
     print(table(["kernel", "measured in", "measured", "per shape", "shapes", "calls", "new",
                  "previous", "plans"], rows))
+    if cal.skipped:
+        print(f"\nnot measured (no calibration case for the kernel): {len(cal.skipped)} layers")
+        for line in cal.skipped:
+            print(f"  {line}")
     missing = [k for k in (keys or cb.KEYS) if k not in cal.results]
     if missing:
         print(f"\nnot calibrated (no call in the plans): {', '.join(missing)}")

@@ -233,3 +233,18 @@ def test_qemu_measured_figures_stay_assumed_while_insn_to_cycle_is():
     for name in ("stm32h7", "stm32l4", "gap9"):
         m = load_hw_model(name)
         assert estimate_uncertainty(m, {"kernel_efficiency.linear"}) == UNCERTAINTY_ASSUMED
+
+
+def test_layers_without_a_calibration_case_are_reported(l4_plan):
+    """A layer whose kernel the harness does not run (e.g. another LayerNorm kernel) is listed as
+    not measured instead of being measured as something else."""
+    plan = Plan.read(l4_plan / "plan.json")
+    graph = cb._plan_graph(plan)
+    for lp in plan.layers:
+        if lp.op == "LayerNorm":
+            lp.kernel = "kl_layernorm_other"
+    skipped: list[str] = []
+    uses = cb.plan_uses(plan, graph, 1, "ecg", "deployed", skipped)
+    assert len(skipped) == 2 and all("kl_layernorm_other" in s and "no calibration case" in s
+                                     for s in skipped)
+    assert not any(u.op == "LayerNorm" for u in uses) and any(u.op == "Add" for u in uses)
