@@ -1,6 +1,6 @@
 /* kernels_bench.c - instruction-count benchmark of kernel_lib against plain C references.
  *
- * Built and run by benchmarks/kernels_bench.py (QEMU + ../shared/tools/qemu/icount.c), which
+ * Built and run by benchmarks/kernels_bench.py (QEMU + planner/qemu/icount_plugin.c), which
  * generates bench_cases.h (the case list). Every case runs the kernel once between
  * prof_start/prof_stop, then the plain reference (triple loops, int32 accumulation, the same
  * compiler flags, no hand tuning) in a second region, and compares the two outputs byte for

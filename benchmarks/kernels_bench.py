@@ -6,8 +6,8 @@ reference, printed as markdown tables.
 
 For every case the kernel and a plain triple-loop C reference (int32 accumulation, the same
 compiler flags, no hand tuning; benchmarks/kernels_bench.c) run once each between
-prof_start/prof_stop; ../shared/tools/qemu/icount.c counts the guest instructions of both
-regions (instructions, never cycles: QEMU has no timing model). The two outputs are compared
+prof_start/prof_stop; the project's QEMU plugin (planner/qemu/icount_plugin.c, through
+planner.toolchain) counts the guest instructions of both regions (instructions, never cycles: QEMU has no timing model). The two outputs are compared
 byte for byte ("ok" column). Shapes: the example networks' projections, FFNs, per-head scores
 and ·V, softmax rows of 81, the depth-first MHSA chunk kernel and one whole MHSA block per
 example (standard and FWSA form), with the examples' requantization parameters and
@@ -170,7 +170,7 @@ def header(cases: list[dict]) -> str:
 def run_target(target: str, cases: list[dict]) -> tuple[list[dict], str | None]:
     if not tc.available(target):
         return [], f"{target}: missing {', '.join(tc.missing_tools(target))}"
-    reason = tc.icount_unavailable_reason()
+    reason = tc.icount_unavailable_reason(target)
     if reason:
         return [], reason
     with tempfile.TemporaryDirectory(prefix=f"klbench-{target}-") as d:
@@ -186,6 +186,8 @@ def run_target(target: str, cases: list[dict]) -> tuple[list[dict], str | None]:
             _, i, st = line.split()
             status[int(i)] = st
     regs = res.icount_regions or []
+    if res.icount_errors:
+        return [], f"{target}: instruction count: {'; '.join(res.icount_errors)}"
     if len(regs) != 2 * len(cases):
         return [], f"{target}: {len(regs)} regions for {len(cases)} cases"
     out = []

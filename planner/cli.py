@@ -210,7 +210,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
 def _extra_commands() -> list[Callable]:
     """Subcommands that live in their own modules (solve, explore, run) when present."""
     found = []
-    for module in ("planner.solve_cli", "planner.explore_cli", "planner.run_cli"):
+    for module in ("planner.solve_cli", "planner.explore_cli", "planner.run_cli", "planner.calibrate_cli"):
         try:
             mod = __import__(module, fromlist=["register"])
         except ModuleNotFoundError as exc:

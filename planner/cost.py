@@ -223,12 +223,13 @@ def latency_ms(cycles: int, frequency_hz: int) -> float:
 
 
 # Stated uncertainty of a cycle estimate, relative, by the status of the hardware-model figures it
-# rests on: a figure marked "assumed" in hw_models/*.json (kernel efficiencies estimated from kernel
-# families or derived from QEMU instruction counts through the assumed insn_to_cycle, DMA figures
-# from peak rates) is taken to be good to +-25%; a calibrated one (datasheet, cycles measured on the
-# device) to +-5%. Used where two estimates are compared and the
-# comparison decides (the --dft auto rule, docs/plan-format.md): differences inside the band are not
-# taken as evidence.
+# rests on: a figure marked "assumed" in hw_models/*.json (estimated from kernel families, DMA
+# figures from peak rates), or derived or measured through a factor that is itself assumed (the
+# kernel efficiencies measured as QEMU instruction counts by `planner calibrate`, which become cycles
+# through the model's insn_to_cycle), is taken to be good to +-25%; a calibrated one (datasheet,
+# cycles measured on the device, or QEMU counts once insn_to_cycle is measured) to +-5%. Used where
+# two estimates are compared and the comparison decides (the --dft auto rule,
+# docs/plan-format.md): differences inside the band are not taken as evidence. docs/calibration.md.
 UNCERTAINTY_ASSUMED = 0.25
 UNCERTAINTY_CALIBRATED = 0.05
 
@@ -250,20 +251,30 @@ def hw_fields(params: CostParams, v: Variant) -> set[str]:
 
 def source_is_assumed(src: str | None) -> bool:
     """A `_source` string that does not make its figure calibrated: missing, "assumed...", or a
-    figure derived from a measurement through an assumed factor ("derived: QEMU instruction count
-    ... / insn_to_cycle (assumed)": the Cortex-M kernel efficiencies, which rest on the assumed
-    insn_to_cycle). Only a source free of "assumed" (datasheet, "measured: ...") is calibrated."""
+    figure derived or measured through an assumed factor ("derived: QEMU instruction count ... /
+    insn_to_cycle (assumed)", "measured: QEMU qemu-m7 instruction count, ... / insn_to_cycle 1
+    (assumed) = ..."). Only a source free of "assumed" (datasheet, "measured: cycles ...") is
+    calibrated."""
     if src is None:
         return True
     s = src.strip().lower()
-    return s.startswith("assumed") or (s.startswith("derived") and "assumed" in s)
+    return s.startswith("assumed") or (s.startswith(("derived", "measured")) and "assumed" in s)
+
+
+def rests_on(src: str | None) -> tuple[str, ...]:
+    """Fields a figure is converted through: a QEMU instruction count ("measured: QEMU ...
+    instruction count") becomes cycles through insn_to_cycle."""
+    s = (src or "").strip().lower()
+    return ("insn_to_cycle",) if s.startswith("measured: qemu") and "instruction count" in s else ()
 
 
 def estimate_uncertainty(hw: HardwareModel, fields: set[str]) -> float:
-    """UNCERTAINTY_ASSUMED when any of `fields` is assumed (or has no source, or is derived
-    through an assumed factor: `source_is_assumed`), else UNCERTAINTY_CALIBRATED."""
+    """UNCERTAINTY_ASSUMED when any of `fields` is assumed (or has no source, or is derived or
+    measured through an assumed factor: `source_is_assumed`, `rests_on`), else
+    UNCERTAINTY_CALIBRATED."""
     sources = hw.sources
     for f in fields:
-        if source_is_assumed(sources.get(f)):
+        src = sources.get(f)
+        if source_is_assumed(src) or any(source_is_assumed(sources.get(d)) for d in rests_on(src)):
             return UNCERTAINTY_ASSUMED
     return UNCERTAINTY_CALIBRATED

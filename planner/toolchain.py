@@ -19,15 +19,21 @@ API::
     run(exe, target, timeout=60, icount=False) -> RunResult(exit_code, stdout, stderr, ...)
     icount_unavailable_reason() -> str | None
 
-Instruction counting (``run(..., icount=True)``) builds ``../shared/tools/qemu/icount.c``
-(relative to the repository root) into a temporary directory at run time; it is never copied
-into the project. Counts are instructions, never cycles.
+Instruction counting (``run(..., icount=True)``) loads the project's own QEMU TCG plugin
+(``planner/qemu/icount_plugin.c``, GPL-2.0-or-later: it uses QEMU's plugin API), built on first
+use with the host gcc into a cache directory keyed by the hash of its source and build command
+(``$PLANNER_CACHE_DIR``, else ``$XDG_CACHE_HOME/planner``, else ``~/.cache/planner``; a temporary
+directory when none is writable). It counts the guest instructions of the whole run and of each
+region between two marker functions (``prof_start``/``prof_stop`` by default; the generated
+network uses ``nr_prof_begin``/``nr_prof_end``). Counts are instructions, never cycles.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -37,7 +43,8 @@ from typing import Iterable, Mapping, Sequence
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KERNEL_LIB = REPO_ROOT / "kernel_lib"
 TARGETS_DIR = KERNEL_LIB / "targets"
-SHARED_QEMU_TOOLS = REPO_ROOT.parent / "shared" / "tools" / "qemu"
+ICOUNT_PLUGIN_SRC = Path(__file__).resolve().parent / "qemu" / "icount_plugin.c"
+DEFAULT_MARKERS = ("prof_start", "prof_stop")
 
 TARGET_NAMES = ("host", "qemu-m7", "qemu-m4", "qemu-rv32")
 
@@ -129,8 +136,9 @@ class RunResult:
     stdout: str
     stderr: str = ""
     timed_out: bool = False
-    icount_regions: list[int] | None = None  # instructions per prof_start->prof_stop region
+    icount_regions: list[int] | None = None  # instructions per start->stop marker region
     icount_total: int | None = None
+    icount_errors: list[str] = dataclasses.field(default_factory=list)  # markers out of order
 
     @property
     def faulted(self) -> bool:
@@ -227,11 +235,13 @@ def qemu_command(exe: os.PathLike | str, target: str, plugin_args: str | None = 
 
 
 def run(exe: os.PathLike | str, target: str, timeout: float = 60, *, icount: bool = False,
-        args: Sequence[str] = ()) -> RunResult:
+        args: Sequence[str] = (), markers: tuple[str, str] = DEFAULT_MARKERS) -> RunResult:
     """Run an executable built by build() (host: directly; qemu-*: under QEMU with semihosting),
     always under a timeout (exit code 124 and timed_out=True when it expires).
-    icount=True counts guest instructions (qemu-* only; needs ../shared, see
-    icount_unavailable_reason())."""
+    icount=True counts guest instructions (qemu-* only; see icount_unavailable_reason()): the
+    total, and one region per call of markers[0] ... markers[1] (functions of the program, found
+    by name in its symbol table; without them only the total is counted). Plugin errors (markers
+    out of order) land in RunResult.icount_errors."""
     t = get_target(target)
     report = None
     outfile = None
@@ -242,10 +252,10 @@ def run(exe: os.PathLike | str, target: str, timeout: float = 60, *, icount: boo
     else:
         plug = None
         if icount:
-            lib = _icount_plugin()
+            lib = icount_plugin(target)
             report = Path(tempfile.mkstemp(prefix="icount-", suffix=".txt")[1])
-            plug = f"{lib},out={report}"
-            s, e = _symbol_addr(exe, t, "prof_start"), _symbol_addr(exe, t, "prof_stop")
+            plug = f"{_qemu_opt(lib)},out={_qemu_opt(report)}"
+            s, e = _symbol_addr(exe, t, markers[0]), _symbol_addr(exe, t, markers[1])
             if s is not None and e is not None:
                 plug += f",start={s:#x},stop={e:#x}"
         outfile = Path(tempfile.mkstemp(prefix="semihost-", suffix=".txt")[1])
@@ -265,17 +275,32 @@ def run(exe: os.PathLike | str, target: str, timeout: float = 60, *, icount: boo
             outfile.unlink(missing_ok=True)
     if report is not None:
         try:
-            regions, total = [], None
-            for line in report.read_text().splitlines():
-                parts = line.split()
-                if line.startswith("icount: region"):
-                    regions.append(int(parts[-1]))
-                elif line.startswith("icount: total") or line.startswith("icount: insns"):
-                    total = int(parts[-1])
-            res.icount_regions, res.icount_total = regions, total
+            res.icount_regions, res.icount_total, res.icount_errors = \
+                parse_icount_report(report.read_text())
         finally:
             report.unlink(missing_ok=True)
     return res
+
+
+def parse_icount_report(text: str) -> tuple[list[int], int | None, list[str]]:
+    """(regions, total, errors) of the plugin's report (see planner/qemu/icount_plugin.c)."""
+    regions: list[int] = []
+    total = None
+    errors = []
+    for line in text.splitlines():
+        parts = line.split()
+        if line.startswith("icount: region"):
+            regions.append(int(parts[-1]))
+        elif line.startswith("icount: total"):
+            total = int(parts[-1])
+        elif line.startswith("icount: error"):
+            errors.append(line[len("icount: error"):].strip())
+    return regions, total, errors
+
+
+def _qemu_opt(value: os.PathLike | str) -> str:
+    """A value inside a QEMU -plugin option list: commas are doubled."""
+    return str(value).replace(",", ",,")
 
 
 def _symbol_addr(exe, t: Target, sym: str) -> int | None:
@@ -285,32 +310,101 @@ def _symbol_addr(exe, t: Target, sym: str) -> int | None:
     for line in out.splitlines():
         parts = line.split()
         if len(parts) == 3 and parts[2] == sym:
-            return int(parts[0], 16) & ~1
+            return int(parts[0], 16) & ~1  # Thumb functions have bit 0 set
     return None
 
 
-_PLUGIN_DIR: Path | None = None
+# ---- the instruction-count plugin: built on first use, cached by the hash of what is built ----
+
+_PLUGIN_CACHE: dict[str, Path] = {}
 
 
-def icount_unavailable_reason() -> str | None:
-    """None when instruction counting works here, else why not."""
-    if not (SHARED_QEMU_TOOLS / "icount.c").is_file():
-        return f"instruction counting needs {SHARED_QEMU_TOOLS}/icount.c (../shared is absent)"
+def cache_dir() -> Path:
+    """Where built tools are kept: $PLANNER_CACHE_DIR, else $XDG_CACHE_HOME/planner, else
+    ~/.cache/planner (never inside the repository)."""
+    env = os.environ.get("PLANNER_CACHE_DIR")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "planner"
+
+
+def qemu_version(target: str) -> tuple[int, int] | None:
+    """(major, minor) of the target's QEMU, or None when it is absent or says no version."""
+    t = get_target(target)
+    if t.qemu is None or shutil.which(t.qemu[0]) is None:
+        return None
+    try:
+        out = subprocess.run([t.qemu[0], "--version"], capture_output=True, text=True,
+                             timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r"version (\d+)\.(\d+)", out)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def plugin_api_version(qemu: tuple[int, int] | None) -> int:
+    """The plugin API version to declare: QEMU up to 8.x accepts 0..1, 9.0 and later 2 and up."""
+    return 1 if qemu is None or qemu[0] < 9 else 2
+
+
+def icount_unavailable_reason(target: str = "qemu-m7") -> str | None:
+    """None when instruction counting works here for `target`, else why not."""
+    if not ICOUNT_PLUGIN_SRC.is_file():
+        return f"instruction counting needs {ICOUNT_PLUGIN_SRC} (missing from this installation)"
     if shutil.which("gcc") is None:
-        return "instruction counting needs gcc to build the QEMU plugin"
+        return ("instruction counting needs the host C compiler gcc to build the QEMU plugin "
+                "(Debian: apt-get install gcc)")
+    miss = missing_tools(target)
+    if miss:
+        return f"instruction counting on {target} needs {', '.join(miss)}"
+    try:
+        icount_plugin(target)
+    except ToolchainError as exc:
+        return str(exc)
     return None
 
 
-def _icount_plugin() -> Path:
-    global _PLUGIN_DIR
-    reason = icount_unavailable_reason()
-    if reason:
-        raise ToolchainError(reason)
-    if _PLUGIN_DIR is None or not (_PLUGIN_DIR / "libicount.so").is_file():
-        _PLUGIN_DIR = Path(tempfile.mkdtemp(prefix="kl-icount-"))
-        cmd = ["gcc", "-shared", "-fPIC", "-O2", f"-I{SHARED_QEMU_TOOLS}", "-o",
-               str(_PLUGIN_DIR / "libicount.so"), str(SHARED_QEMU_TOOLS / "icount.c")]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+def icount_plugin(target: str) -> Path:
+    """The built plugin for `target`'s QEMU (built now if not in the cache)."""
+    api = plugin_api_version(qemu_version(target))
+    src = ICOUNT_PLUGIN_SRC.read_bytes()
+    cmd = ["gcc", "-shared", "-fPIC", "-O2", "-std=c99", "-fvisibility=hidden", "-Wall",
+           "-Wextra", "-Werror", f"-DNR_QEMU_PLUGIN_API={api}"]
+    key = hashlib.sha256(src + "\0".join(cmd).encode()).hexdigest()[:16]
+    if key in _PLUGIN_CACHE and _PLUGIN_CACHE[key].is_file():
+        return _PLUGIN_CACHE[key]
+    if shutil.which("gcc") is None:
+        raise ToolchainError("instruction counting needs the host C compiler gcc to build the "
+                             "QEMU plugin (Debian: apt-get install gcc)")
+    lib = None
+    for base in (cache_dir() / "qemu-plugin" / key, None):
+        try:
+            d = base if base is not None else Path(tempfile.mkdtemp(prefix="nr-icount-"))
+            d.mkdir(parents=True, exist_ok=True)
+            lib = d / "libnr_icount.so"
+            if not lib.is_file():
+                _build_plugin(cmd, lib)
+            break
+        except OSError:
+            lib = None  # cache not writable: build into a temporary directory instead
+    assert lib is not None
+    _PLUGIN_CACHE[key] = lib
+    return lib
+
+
+def _build_plugin(cmd: list[str], lib: Path) -> None:
+    """Compile into a temporary name beside `lib`, then rename: a concurrent build by another
+    process never leaves a half-written library behind."""
+    fd, tmp = tempfile.mkstemp(prefix=".libnr_icount-", suffix=".so", dir=lib.parent)
+    os.close(fd)
+    try:
+        full = [*cmd, "-o", tmp, str(ICOUNT_PLUGIN_SRC)]
+        proc = subprocess.run(full, capture_output=True, text=True, timeout=120)
         if proc.returncode != 0:
-            raise ToolchainError(f"building the icount plugin failed:\n{proc.stderr}")
-    return _PLUGIN_DIR / "libicount.so"
+            raise ToolchainError(f"building the instruction-count plugin failed:\n$ "
+                                 f"{' '.join(full)}\n{proc.stdout}{proc.stderr}")
+        os.replace(tmp, lib)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

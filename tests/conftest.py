@@ -73,3 +73,17 @@ def encode_cases(cases) -> "np.ndarray":
             words.append(np.array([len(raw), arr.dtype.itemsize if arr.size else 1], np.int64))
             words.append(np.frombuffer(raw + b"\0" * pad, "<i4").astype(np.int64))
     return np.concatenate(words).astype(np.int32)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _tool_cache(tmp_path_factory):
+    """Built tools (the QEMU instruction-count plugin) go to a temporary cache, not ~/.cache."""
+    import os
+
+    old = os.environ.get("PLANNER_CACHE_DIR")
+    os.environ["PLANNER_CACHE_DIR"] = str(tmp_path_factory.mktemp("planner-cache"))
+    yield
+    if old is None:
+        os.environ.pop("PLANNER_CACHE_DIR", None)
+    else:
+        os.environ["PLANNER_CACHE_DIR"] = old

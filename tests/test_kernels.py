@@ -794,12 +794,12 @@ def _perf_rq(rng, kind, rows, cols, add_zero):
 
 def test_m7_instruction_counts():
     """Cortex-M7 DSP path: MAC per instruction of linear and instructions per element of the
-    softmax family, measured with ../shared/tools/qemu/icount.c (instructions, not cycles).
+    softmax family, measured with the project's QEMU plugin (instructions, not cycles).
     Targets of the issue: linear >= 0.9 MAC/insn for K >= 64, iSoftmax <= 40 insn/element on
     rows of 81. Asserted: the levels reached here (see docs/kernels.md for the numbers)."""
     if not tc.available("qemu-m7"):
         pytest.skip(f"qemu-m7: missing {', '.join(tc.missing_tools('qemu-m7'))}")
-    reason = tc.icount_unavailable_reason()
+    reason = tc.icount_unavailable_reason("qemu-m7")
     if reason:
         pytest.skip(reason)
     g = Gen("arm-dsp", seed=99)

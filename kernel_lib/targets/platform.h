@@ -13,7 +13,7 @@ extern "C" {
 void kl_plat_write(const char *s, unsigned n);
 /* terminate with an exit code */
 void kl_plat_exit(int code) __attribute__((noreturn));
-/* instruction-count region markers (tools/qemu/icount.c start/stop PCs); no-ops otherwise */
+/* instruction-count region markers (planner/qemu/icount_plugin.c start/stop addresses); no-ops otherwise */
 void prof_start(void);
 void prof_stop(void);
 
