@@ -90,6 +90,7 @@ class RunResult:
     first_bad_layer: LayerCheck | None = None
     layers: list[LayerCheck] = field(default_factory=list)
     fault_layer: str | None = None
+    measured: dict | None = None       # instruction counts on a QEMU target (measured.json)
 
 
 def _tool_check(t: RunTarget) -> None:
@@ -225,6 +226,9 @@ def _execute(exe: Path, t: RunTarget, timeout: float, build: Path) -> tuple[str,
         outfile.unlink(missing_ok=True)
         cmd = [*t.qemu, "-nographic", "-chardev", f"file,id=nrout,path={outfile}",
                "-semihosting-config", "enable=on,target=native,chardev=nrout", "-kernel", str(exe)]
+        plugin = _icount_args(exe, t, build)
+        if plugin:
+            cmd += ["-plugin", plugin]
     try:
         run = subprocess.run(cmd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
@@ -234,6 +238,59 @@ def _execute(exe: Path, t: RunTarget, timeout: float, build: Path) -> tuple[str,
     if outfile is not None:
         stdout = outfile.read_text(errors="replace") if outfile.is_file() else ""
     return stdout, run.stderr.decode(errors="replace"), run.returncode
+
+
+def _icount_args(exe: Path, t: RunTarget, build: Path) -> str | None:
+    """The instruction-count plugin's -plugin argument: one region per layer (nr_prof_begin ..
+    nr_prof_end), the kernel library's functions as the ranges counted apart; None when the
+    plugin cannot be built here (the run goes on without counts)."""
+    from planner import toolchain as tc
+
+    if tc.icount_unavailable_reason(t.name):
+        return None
+    lib = tc.icount_plugin(t.name)
+    nm = tc.get_target(t.name).nm
+    text = subprocess.run([nm, "-S", "--defined-only", str(exe)], capture_output=True, text=True).stdout
+    marks: dict[str, int] = {}
+    ranges = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[2] in "tT":
+            addr, size, name = int(parts[0], 16) & ~1, int(parts[1], 16), parts[3]
+            if name.startswith("kl_"):
+                ranges.append(f"{addr:x} {size:x}")
+        if len(parts) >= 3 and parts[-1] in ("nr_prof_begin", "nr_prof_end"):
+            marks[parts[-1]] = int(parts[0], 16) & ~1
+    if len(marks) != 2:
+        return None
+    rfile = build / "kernel_ranges.txt"
+    rfile.write_text("\n".join(ranges) + "\n")
+    report = build / "icount.txt"
+    report.unlink(missing_ok=True)
+    opt = lambda v: str(v).replace(",", ",,")  # noqa: E731 - QEMU option lists double commas
+    return (f"{opt(lib)},out={opt(report)},start={marks['nr_prof_begin']:#x},"
+            f"stop={marks['nr_prof_end']:#x},ranges={opt(rfile)}")
+
+
+def read_icount(build: Path) -> dict | None:
+    """Per-layer and total counts of the last run in `build` (None without a report)."""
+    report = build / "icount.txt"
+    if not report.is_file():
+        return None
+    layers, total, total_in, errors = [], None, None, []
+    for line in report.read_text().splitlines():
+        parts = line.split()
+        if line.startswith("icount: region"):
+            layers.append((int(parts[4]), int(parts[6]) if len(parts) > 6 else None))
+        elif line.startswith("icount: total insns"):
+            total = int(parts[-1])
+        elif line.startswith("icount: total in_ranges"):
+            total_in = int(parts[-1])
+        elif line.startswith("icount: error"):
+            errors.append(line)
+    if errors:
+        raise PlannerError(f"instruction counting failed: {'; '.join(errors)}")
+    return {"layers": layers, "program_total": total, "program_in_kernels": total_in}
 
 
 def _running_layer(stdout: str, plan: Plan) -> str | None:
@@ -291,6 +348,12 @@ def run(out_dir: str | Path, opts: RunOptions | None = None) -> RunResult:
     env = run_graph(pg, arrays, keep_all=True)
     stdout, build_s, host_ns = build_and_run(out, plan, io, arrays, opts, check_layers=opts.check_layers,
                                              fault_index=fault_index)
+    measured = None
+    if target.qemu is not None:
+        tag = target.name + ("-layers" if opts.check_layers else "")
+        counts = read_icount((out / PROJECT_DIR).resolve() / "build" / tag)
+        if counts is not None:
+            measured = measured_doc(plan, target, counts, opts.check_layers)
     outs = _parse(stdout, "O", len(graph.outputs), out)
     got = [io.decode(o, outs[k]).reshape(graph.tensors[o.name].shape) for k, o in enumerate(io.outputs)]
     exp = [env[o] for o in graph.outputs]
@@ -301,7 +364,11 @@ def run(out_dir: str | Path, opts: RunOptions | None = None) -> RunResult:
         total += int(d.size)
         maxd = max(maxd, int(d.max()) if d.size else 0)
     res = RunResult(mism == 0, mism, total, maxd, got, host_ns, build_s,
-                    fault_layer=plan.layers[fault_index].name if fault_index is not None else None)
+                    fault_layer=plan.layers[fault_index].name if fault_index is not None else None,
+                    measured=measured)
+    if measured is not None:
+        from planner.plan import dumps
+        (out / "measured.json").write_text(dumps(measured), encoding="utf-8")
     if opts.check_layers:
         res.layers = _layer_checks(stdout, plan, io, env, out)
     elif mism:
@@ -333,3 +400,47 @@ def _layer_checks(stdout: str, plan: Plan, io, env, out: Path) -> list[LayerChec
         checks.append(LayerCheck(k, lp.name, int(np.count_nonzero(d)), int(d.size),
                                  int(d.max()) if d.size else 0))
     return checks
+
+
+def measured_doc(plan: Plan, t: RunTarget, counts: dict, check_layers: bool) -> dict:
+    """measured.json: the instructions of each layer and of the network on the QEMU target, with
+    the cost model's estimate in the same unit (estimated cycles / the model's insn_to_cycle)."""
+    from planner.hw import load_hw_model
+
+    hw = load_hw_model(plan.hardware["name"])
+    i2c = float(hw.insn_to_cycle) if getattr(hw, "insn_to_cycle", None) else 1.0
+    cores = int(plan.hardware.get("cores", 1))
+    sequential = t.name == "qemu-rv32" and cores > 1
+    layers = []
+    if len(counts["layers"]) != len(plan.layers):
+        raise PlannerError(f"instruction counting: {len(counts['layers'])} layer regions for "
+                           f"{len(plan.layers)} layers")
+    for k, (lp, (n, n_in)) in enumerate(zip(plan.layers, counts["layers"])):
+        est = lp.est_cycles / i2c * (cores if sequential else 1)
+        layers.append({"step": k, "name": lp.name, "op": lp.op, "instructions": n,
+                       "kernel_instructions": n_in, "outside_kernels": None if n_in is None else n - n_in,
+                       "estimate_instructions": int(round(est)),
+                       "estimate_over_measured": round(est / n, 4) if n else None})
+    total = sum(x["instructions"] for x in layers)
+    total_in = sum(x["kernel_instructions"] or 0 for x in layers)
+    doc = {
+        "target": t.name, "hardware": plan.hardware["name"], "network": plan.network,
+        "unit": "guest instructions counted by QEMU (TCG plugin), not cycles",
+        "insn_to_cycle": i2c,
+        "network_total": {"instructions": total, "kernel_instructions": total_in,
+                          "outside_kernels_share": round((total - total_in) / total, 4) if total else None,
+                          "estimate_instructions": sum(x["estimate_instructions"] for x in layers)},
+        "layers": layers,
+        "notes": ["a layer's count runs from nr_prof_begin(k) to nr_prof_end(k) around layer k; the "
+                  "network total is their sum (the glue between layers is left out)",
+                  "kernel_instructions: instructions inside the kernel library's functions (kl_*); "
+                  "the rest is the tile engine, the DMA port (copies on QEMU) and the dispatch",
+                  "estimate_instructions: the plan's estimated cycles / insn_to_cycle"],
+    }
+    if sequential:
+        doc["notes"].append(f"the GAP9 stand-in runs the plan's {cores} cores one after another: "
+                            "counts are the sum over the cores; the estimate is scaled by the core "
+                            "count to compare (a perfectly balanced split)")
+    if check_layers:
+        doc["notes"].append("counted in the --check-layers build: the per-layer dumps run outside the regions")
+    return doc

@@ -48,4 +48,22 @@ def cmd_run(args: argparse.Namespace) -> int:
                   f"elements, max |delta| {lc.max_abs}")
     if res.host_ns is not None:
         print(f"net_run: {res.host_ns / 1e6:.3f} ms host wall time (this machine, not target time)")
+    if res.measured is not None:
+        print(measured_table(res.measured))
+        print(f"wrote {args.output.rstrip('/')}/measured.json")
     return 0 if res.exact else 1
+
+
+def measured_table(m: dict) -> str:
+    from planner.cli import table
+    rows = [[x["name"], x["op"], x["instructions"], x["estimate_instructions"],
+             f"{x['estimate_over_measured']:.2f}" if x["estimate_over_measured"] is not None else "-",
+             f"{100 * (x['outside_kernels'] or 0) / x['instructions']:.1f}%" if x["instructions"] else "-"]
+            for x in m["layers"]]
+    t = m["network_total"]
+    rows.append(["network", "", t["instructions"], t["estimate_instructions"],
+                 f"{t['estimate_instructions'] / t['instructions']:.2f}" if t["instructions"] else "-",
+                 f"{100 * (t['outside_kernels_share'] or 0):.1f}%"])
+    head = ["layer", "op", "instructions", "estimate", "est/meas", "outside kernels"]
+    return (f"instruction counts on {m['target']} (QEMU: instructions, not cycles; estimate = "
+            f"estimated cycles / insn_to_cycle {m['insn_to_cycle']:g}):\n" + table(head, rows))

@@ -291,7 +291,7 @@ def parse_icount_report(text: str) -> tuple[list[int], int | None, list[str]]:
         parts = line.split()
         if line.startswith("icount: region"):
             regions.append(int(parts[-1]))
-        elif line.startswith("icount: total"):
+        elif line.startswith("icount: total insns"):
             total = int(parts[-1])
         elif line.startswith("icount: error"):
             errors.append(line[len("icount: error"):].strip())

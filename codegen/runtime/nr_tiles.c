@@ -200,7 +200,9 @@ void nr_run_tiles(const nr_layer_t *L, nr_body_fn body, int core_id, int n_cores
     int32_t nt[NR_MAX_DIMS] = {1, 1, 1, 1}, T = 1, it;
     int slot[NR_MAX_BUFS], k, d;
     nr_dma_id_t pin[NR_MAX_BUFS][2], pout[NR_MAX_BUFS][2];
-    nr_tile_t cur = nr_tile0, nxt = nr_tile0, prev;
+    /* three tiles (previous, current, next) rotated by pointer: no struct copies */
+    nr_tile_t tiles[3] = {nr_tile0, nr_tile0, nr_tile0};
+    nr_tile_t *prev = &tiles[0], *cur = &tiles[1], *nxt = &tiles[2], *tmp;
     const nr_buf_t *const bufs = nr_bufs + L->first_buf;
     const int c0 = core_id == 0;
     for (d = 0; d < L->n_dims; d++) {
@@ -211,22 +213,22 @@ void nr_run_tiles(const nr_layer_t *L, nr_body_fn body, int core_id, int n_cores
         slot[k] = 0;
         pin[k][0] = pin[k][1] = pout[k][0] = pout[k][1] = NR_DMA_NONE;
     }
-    nr_coords(L, nt, 0, &cur);
-    prev = cur;
+    nr_coords(L, nt, 0, cur);
+    nr_coords(L, nt, 0, prev);
     for (it = 0; it < T; it++) {
         const int has_next = it + 1 < T;
         if (has_next)
-            nr_coords(L, nt, it + 1, &nxt);
+            nr_coords(L, nt, it + 1, nxt);
         /* this tile's inputs: loaded now unless prefetched; the copies it writes are free */
         for (k = 0; k < L->n_bufs; k++) {
             const nr_buf_t *b = &bufs[k];
-            if (nr_is_in(b) && (it == 0 || nr_changed(b, &prev, &cur))) {
+            if (nr_is_in(b) && (it == 0 || nr_changed(b, prev, cur))) {
                 if (b->copies == 2 && it > 0) {
                     slot[k] ^= 1; /* loaded during the previous tile */
                 } else if (c0) {
                     nr_wait_out(pout[k][slot[k]]);
                     pout[k][slot[k]] = NR_DMA_NONE;
-                    pin[k][slot[k]] = nr_buf_load(b, cur.off, cur.ext, slot[k]);
+                    pin[k][slot[k]] = nr_buf_load(b, cur->off, cur->ext, slot[k]);
                 }
             }
             if (c0 && nr_is_in(b)) {
@@ -243,30 +245,31 @@ void nr_run_tiles(const nr_layer_t *L, nr_body_fn body, int core_id, int n_cores
         if (c0 && has_next) {
             for (k = 0; k < L->n_bufs; k++) {
                 const nr_buf_t *b = &bufs[k];
-                if (nr_is_in(b) && b->copies == 2 && nr_changed(b, &cur, &nxt)) {
+                if (nr_is_in(b) && b->copies == 2 && nr_changed(b, cur, nxt)) {
                     const int s = slot[k] ^ 1;
                     nr_wait_out(pout[k][s]);
                     pout[k][s] = NR_DMA_NONE;
-                    pin[k][s] = nr_buf_load(b, nxt.off, nxt.ext, s);
+                    pin[k][s] = nr_buf_load(b, nxt->off, nxt->ext, s);
                 }
             }
         }
-        nr_views(L, slot, &cur);
-        body(&cur, core_id, n_cores);
+        nr_views(L, slot, cur);
+        body(cur, core_id, n_cores);
         nr_barrier();
         /* write back what is complete */
         for (k = 0; k < L->n_bufs; k++) {
             const nr_buf_t *b = &bufs[k];
-            if (nr_is_out(b) && (!has_next || nr_changed(b, &cur, &nxt))) {
+            if (nr_is_out(b) && (!has_next || nr_changed(b, cur, nxt))) {
                 if (c0)
-                    pout[k][slot[k]] = nr_buf_store(b, cur.off, cur.ext, slot[k]);
+                    pout[k][slot[k]] = nr_buf_store(b, cur->off, cur->ext, slot[k]);
                 if (b->kind == NR_OUT && b->copies == 2)
                     slot[k] ^= 1;
             }
         }
+        tmp = prev;
         prev = cur;
-        if (has_next)
-            cur = nxt;
+        cur = nxt;
+        nxt = tmp;
     }
     if (c0)
         nr_dma_wait_all();

@@ -75,14 +75,20 @@ NR_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, 
 #define NR_MAX_ERRORS 8
 
 static uint64_t executed[NR_MAX_VCPUS];
+static uint64_t executed_in[NR_MAX_VCPUS]; /* of those, inside the ranges= file's ranges */
 static uint64_t start_addr, stop_addr;
+/* ranges=FILE: address ranges (lines "START SIZE", hex or decimal, e.g. the kernel library's
+ * functions); instructions inside them are also counted apart, per region and in total */
+static uint64_t *range_lo, *range_hi;
+static size_t n_ranges;
 static int have_markers;
 static const char *out_path;
 
 static uint64_t *regions;    /* finished regions of vCPU 0, in order */
+static uint64_t *regions_in; /* their instructions inside the ranges */
 static size_t n_regions, cap_regions;
 static int region_open;
-static uint64_t region_begin;
+static uint64_t region_begin, region_begin_in;
 static char errors[NR_MAX_ERRORS][96];
 static int n_errors;
 
@@ -91,7 +97,28 @@ static int n_errors;
 typedef struct {
     int is_start;
     uint64_t not_yet;
+    uint64_t not_yet_in; /* of those, inside the ranges */
 } marker_t;
+
+/* user data of a block: its instruction count and how many of them lie inside the ranges */
+typedef struct {
+    uint64_t n, n_in;
+} block_t;
+
+static int in_ranges(uint64_t pc)
+{
+    size_t lo = 0, hi = n_ranges;
+    while (lo < hi) { /* the ranges are sorted and disjoint */
+        size_t mid = (lo + hi) / 2;
+        if (pc < range_lo[mid])
+            hi = mid;
+        else if (pc >= range_hi[mid])
+            lo = mid + 1;
+        else
+            return 1;
+    }
+    return 0;
+}
 
 static void error(const char *text, uint64_t at)
 {
@@ -103,7 +130,9 @@ static void error(const char *text, uint64_t at)
 
 static void on_block(unsigned int vcpu, void *udata)
 {
-    executed[vcpu % NR_MAX_VCPUS] += (uint64_t)(uintptr_t)udata;
+    const block_t *b = (const block_t *)udata;
+    executed[vcpu % NR_MAX_VCPUS] += b->n;
+    executed_in[vcpu % NR_MAX_VCPUS] += b->n_in;
 }
 
 static void on_marker(unsigned int vcpu, void *udata)
@@ -118,6 +147,7 @@ static void on_marker(unsigned int vcpu, void *udata)
             error("start marker reached inside an open region", now);
         region_open = 1;
         region_begin = now;
+        region_begin_in = executed_in[0] - m->not_yet_in;
         return;
     }
     if (!region_open) {
@@ -128,22 +158,40 @@ static void on_marker(unsigned int vcpu, void *udata)
     if (n_regions == cap_regions) {
         size_t cap = cap_regions ? 2 * cap_regions : 256;
         uint64_t *p = (uint64_t *)realloc(regions, cap * sizeof *p);
-        if (!p) {
+        uint64_t *q = (uint64_t *)realloc(regions_in, cap * sizeof *q);
+        if (p)
+            regions = p;
+        if (q)
+            regions_in = q;
+        if (!p || !q) {
             error("out of memory for regions", now);
             return;
         }
-        regions = p;
         cap_regions = cap;
     }
+    regions_in[n_regions] = (executed_in[0] - m->not_yet_in) - region_begin_in;
     regions[n_regions++] = now - region_begin;
 }
 
 static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 {
     size_t n = qemu_plugin_tb_n_insns(tb), i;
+    block_t *b = (block_t *)malloc(sizeof *b); /* one per translation */
+    uint8_t inside[512];
     (void)id;
-    qemu_plugin_register_vcpu_tb_exec_cb(tb, on_block, QEMU_PLUGIN_CB_NO_REGS,
-                                         (void *)(uintptr_t)n);
+    if (!b) {
+        error("out of memory for a block", 0);
+        return;
+    }
+    b->n = n;
+    b->n_in = 0;
+    for (i = 0; i < n; i++) {
+        const int in = n_ranges && in_ranges(qemu_plugin_insn_vaddr(qemu_plugin_tb_get_insn(tb, i)));
+        b->n_in += (uint64_t)in;
+        if (i < sizeof inside)
+            inside[i] = (uint8_t)in;
+    }
+    qemu_plugin_register_vcpu_tb_exec_cb(tb, on_block, QEMU_PLUGIN_CB_NO_REGS, b);
     if (!have_markers)
         return;
     for (i = 0; i < n; i++) {
@@ -160,6 +208,12 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
         }
         m->is_start = pc == start_addr;
         m->not_yet = (uint64_t)(n - i);
+        m->not_yet_in = 0;
+        {
+            size_t j;
+            for (j = i; j < n; j++)
+                m->not_yet_in += j < sizeof inside ? inside[j] : 0;
+        }
         qemu_plugin_register_vcpu_insn_exec_cb(insn, on_marker, QEMU_PLUGIN_CB_NO_REGS, m);
     }
 }
@@ -188,7 +242,11 @@ static void on_exit_report(qemu_plugin_id_t id, void *udata)
         }
     }
     for (i = 0; i < n_regions; i++) {
-        snprintf(line, sizeof line, "icount: region %zu insns %" PRIu64 "\n", i, regions[i]);
+        if (n_ranges)
+            snprintf(line, sizeof line, "icount: region %zu insns %" PRIu64 " in_ranges %" PRIu64 "\n",
+                     i, regions[i], regions_in[i]);
+        else
+            snprintf(line, sizeof line, "icount: region %zu insns %" PRIu64 "\n", i, regions[i]);
         emit(f, line);
     }
     if (region_open)
@@ -201,8 +259,65 @@ static void on_exit_report(qemu_plugin_id_t id, void *udata)
         total += executed[i];
     snprintf(line, sizeof line, "icount: total insns %" PRIu64 "\n", total);
     emit(f, line);
+    if (n_ranges) {
+        uint64_t total_in = 0;
+        for (i = 0; i < NR_MAX_VCPUS; i++)
+            total_in += executed_in[i];
+        snprintf(line, sizeof line, "icount: total in_ranges %" PRIu64 "\n", total_in);
+        emit(f, line);
+    }
     if (f)
         fclose(f);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    const uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* ranges file: "START SIZE" per line; merged into sorted disjoint [lo, hi) */
+static int load_ranges(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    uint64_t *pairs = NULL, lo, size;
+    size_t n = 0, cap = 0, i;
+    if (!f)
+        return 0;
+    while (fscanf(f, "%" SCNx64 " %" SCNx64, &lo, &size) == 2) {
+        if (n == cap) {
+            uint64_t *p;
+            cap = cap ? 2 * cap : 256;
+            p = (uint64_t *)realloc(pairs, 2 * cap * sizeof *p);
+            if (!p) {
+                fclose(f);
+                free(pairs);
+                return 0;
+            }
+            pairs = p;
+        }
+        pairs[2 * n] = lo;
+        pairs[2 * n + 1] = lo + size;
+        n++;
+    }
+    fclose(f);
+    qsort(pairs, n, 2 * sizeof *pairs, cmp_u64); /* by start (pairs sort by their first word) */
+    range_lo = (uint64_t *)malloc((n ? n : 1) * sizeof *range_lo);
+    range_hi = (uint64_t *)malloc((n ? n : 1) * sizeof *range_hi);
+    if (!range_lo || !range_hi)
+        return 0;
+    for (i = 0; i < n; i++) {
+        if (n_ranges && pairs[2 * i] <= range_hi[n_ranges - 1]) {
+            if (pairs[2 * i + 1] > range_hi[n_ranges - 1])
+                range_hi[n_ranges - 1] = pairs[2 * i + 1];
+        } else {
+            range_lo[n_ranges] = pairs[2 * i];
+            range_hi[n_ranges] = pairs[2 * i + 1];
+            n_ranges++;
+        }
+    }
+    free(pairs);
+    return 1;
 }
 
 static int parse_addr(const char *text, uint64_t *out)
@@ -226,9 +341,16 @@ NR_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, 
             got_start = 1;
         } else if (strncmp(a, "stop=", 5) == 0 && parse_addr(a + 5, &stop_addr)) {
             got_stop = 1;
+        } else if (strncmp(a, "ranges=", 7) == 0) {
+            if (!load_ranges(a + 7)) {
+                snprintf(msg, sizeof msg, "icount: cannot read the ranges file %s\n", a + 7);
+                qemu_plugin_outs(msg);
+                return 1;
+            }
         } else {
             snprintf(msg, sizeof msg,
-                     "icount: bad argument '%s' (expected out=FILE, start=ADDR, stop=ADDR)\n", a);
+                     "icount: bad argument '%s' (expected out=FILE, start=ADDR, stop=ADDR, "
+                     "ranges=FILE)\n", a);
             qemu_plugin_outs(msg);
             return 1;
         }

@@ -82,6 +82,14 @@ NR_RT void *memcpy(void *dst, const void *src, size_t n)
 {
     uint8_t *d = (uint8_t *)dst;
     const uint8_t *s = (const uint8_t *)src;
+    if ((((uintptr_t)d | (uintptr_t)s | n) & 3u) == 0) { /* words when aligned */
+        uint32_t *dw = (uint32_t *)dst;
+        const uint32_t *sw = (const uint32_t *)src;
+        n >>= 2;
+        while (n--)
+            *dw++ = *sw++;
+        return dst;
+    }
     while (n--)
         *d++ = *s++;
     return dst;
