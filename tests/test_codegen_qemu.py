@@ -148,3 +148,31 @@ def test_missing_cross_compiler_names_the_package(tmp_path, capsys, monkeypatch)
     rc = main(["run", str(out), "--target", "qemu-m4"])
     err = capsys.readouterr().err
     assert rc == 1 and "apt-get install gcc-arm-none-eabi" in err
+
+
+@pytest.mark.parametrize("target", ["qemu-m7", "qemu-rv32"])
+def test_measured_instruction_counts(tmp_path, capsys, target):
+    """planner run on QEMU counts every layer's instructions (and those inside the kernel
+    library) and writes measured.json beside the estimate; the same program counts the same."""
+    _need(target)
+    out = tmp_path / "out"
+    assert main(["solve", str(EXAMPLES / "ecg_block" / "int.onnx"), PLAN_FOR[target], "-o", str(out), "-q"]) == 0
+    plan = json.loads((out / "plan.json").read_text())
+    counts = []
+    for _ in range(2):
+        capsys.readouterr()
+        assert main(["run", str(out), "--target", target]) == 0
+        text = capsys.readouterr().out
+        assert "instructions, not cycles" in text
+        counts.append(json.loads((out / "measured.json").read_text()))
+    m = counts[0]
+    assert counts[0] == counts[1]
+    assert [x["name"] for x in m["layers"]] == [l["name"] for l in plan["layers"]]
+    for x, lp in zip(m["layers"], plan["layers"]):
+        assert 0 < x["kernel_instructions"] < x["instructions"]
+        assert x["outside_kernels"] == x["instructions"] - x["kernel_instructions"]
+        scale = plan["hardware"]["cores"] if target == "qemu-rv32" else 1
+        assert x["estimate_instructions"] == round(lp["est_cycles"] / m["insn_to_cycle"] * scale)
+    t = m["network_total"]
+    assert t["instructions"] == sum(x["instructions"] for x in m["layers"])
+    assert t["outside_kernels_share"] == round(1 - t["kernel_instructions"] / t["instructions"], 4)

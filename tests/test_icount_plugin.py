@@ -196,3 +196,55 @@ def test_named_markers_and_marker_errors(tmp_path):
     # the default markers are not called by this program: no regions, no errors
     res = tc.run(exe, target, icount=True)
     assert res.icount_regions == [] and res.icount_errors == [] and res.icount_total > 0
+
+
+PROG_RANGES = r"""
+#include <stdint.h>
+#include "platform.h"
+volatile uint32_t trips = 5000;
+__attribute__((noinline, used)) void spin(uint32_t n)
+{
+#if defined(__arm__)
+    __asm__ volatile("1: subs %0, %0, #1\n\tbne 1b" : "+r"(n)::"cc");
+#else
+    __asm__ volatile("1: addi %0, %0, -1\n\tbnez %0, 1b" : "+r"(n));
+#endif
+}
+int main(void)
+{
+    uint32_t t = trips;
+    prof_start(); spin(t); spin(t); prof_stop();
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("target", ["qemu-m7", "qemu-rv32"])
+def test_ranges_count_the_instructions_inside_them(target, tmp_path):
+    """ranges=FILE ("START SIZE" lines): the instructions executed inside them are counted apart,
+    per region and in total -- here exactly those of two calls of spin(5000), from the
+    disassembly (the function's straight-line instructions plus the loop's extra trips)."""
+    _need(target)
+    src = tmp_path / "r.c"
+    src.write_text(PROG_RANGES)
+    exe = tc.build([src], [], target, tmp_path)
+    funcs = _disassembly(target, exe)
+    per_call = _body_length(funcs["spin"]) + (5000 - 1) * 2
+    nm = tc.get_target(target).nm
+    syms = subprocess.run([nm, "-S", "--defined-only", str(exe)], capture_output=True, text=True).stdout
+    line = next(ln.split() for ln in syms.splitlines() if ln.split()[-1:] == ["spin"])
+    ranges = tmp_path / "ranges.txt"
+    ranges.write_text(f"{int(line[0], 16) & ~1:x} {int(line[1], 16):x}\n")
+    start = tc._symbol_addr(exe, tc.get_target(target), "prof_start")
+    stop = tc._symbol_addr(exe, tc.get_target(target), "prof_stop")
+    report = tmp_path / "ic.txt"
+    cmd = tc.qemu_command(exe, target, f"{tc.icount_plugin(target)},out={report},start={start:#x},"
+                          f"stop={stop:#x},ranges={ranges}", tmp_path / "sh.txt")
+    subprocess.run(cmd, capture_output=True, timeout=60, stdin=subprocess.DEVNULL, check=True)
+    text = report.read_text()
+    m = re.search(r"icount: region 0 insns (\d+) in_ranges (\d+)", text)
+    assert m, text
+    assert int(m.group(2)) == 2 * per_call
+    assert int(m.group(1)) > int(m.group(2))
+    tot = re.search(r"icount: total in_ranges (\d+)", text)
+    assert tot and int(tot.group(1)) == 2 * per_call
