@@ -13,11 +13,11 @@ import pytest
 
 from planner.cli import main
 from planner.errors import PlannerError
-from planner.ir import DTYPE_BYTES
 from planner.solve import SolveOptions, solve
 
 from conftest import EXAMPLES, PEER, REPO as ROOT
 from conftest import example_net as _example
+from plan_checker import check_plan as _check_plan
 
 
 def _peer(name: str) -> Path:
@@ -31,44 +31,6 @@ def _peer(name: str) -> Path:
 def _solve(net: str, hw: str, dft: str = "auto", l1: int | None = None, fwsa: str = "auto"):
     sol = solve(net, hw, SolveOptions(dft=dft, l1=l1, fwsa=fwsa))
     return sol.plan.to_dict(), sol.graph
-
-
-def _check_plan(d: dict, graph) -> None:
-    """Independent of the solver: recompute tiles, counts and footprints from plan.json."""
-    lvl = d["hardware"]["compute_level"]
-    usable = d["memory"][lvl]["usable"]
-    for l in d["layers"]:
-        tiles = l["tile"][lvl]
-        n = 1
-        for dim, full in l["dims"].items():
-            t = tiles[dim]
-            assert 1 <= t <= full, (l["name"], dim)
-            n *= -(-full // t)  # tiles of size t cover the dim: ceil(full / t) of them
-        assert l["n_tiles"] == n
-        if lvl == "L1":
-            foot = sum(b["bytes"] * b["copies"] for b in l["buffers"] if b["level"] == "L1")
-            assert foot == l["l1_bytes"] <= usable, l["name"]
-            # offsets: the layer's L1 buffers do not overlap
-            spans = sorted((b["offset"], b["offset"] + b["bytes"] * b["copies"]) for b in l["buffers"]
-                           if b["level"] == "L1" and b["bytes"])
-            for (a0, a1), (b0, _) in zip(spans, spans[1:]):
-                assert a1 <= b0, l["name"]
-            assert all(hi <= d["memory"]["L1"]["peak"] for _, hi in spans)
-        bufs = {b["name"]: b for b in l["buffers"]}
-        if l["op"] == "Linear" and lvl == "L1":
-            x, w, y = bufs["x"], bufs["w"], bufs["y"]
-            eb = DTYPE_BYTES[graph.tensors[x["tensor"]].dtype]
-            assert x["bytes"] == tiles["S"] * tiles["K"] * eb
-            assert w["bytes"] == tiles["N"] * tiles["K"]
-            assert y["bytes"] == tiles["S"] * tiles["N"] * DTYPE_BYTES[graph.tensors[y["tensor"]].dtype]
-            if tiles["K"] < l["dims"]["K"]:
-                assert bufs["psum"]["bytes"] == 4 * tiles["S"] * tiles["N"]
-    for key, m in d["memory"].items():
-        assert m["peak"] <= m["usable"], key
-        b = m["breakdown"]
-        if key == "L2":
-            assert m["peak"] == b["activations"] + b["weights"] + b["runtime"]
-    assert d["estimate"]["cycles"] == sum(l["est_cycles"] for l in d["layers"])
 
 
 @pytest.mark.parametrize("name", ["eeg_block", "ecg_block", "radar_block"])
