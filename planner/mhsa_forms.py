@@ -58,7 +58,8 @@ def decide_fwsa(graph: Graph, mode: str, dft_mode: str, target: Target) -> dict:
     form. auto applies it only where it lowers the estimated cycles AND the parameters (apply_fwsa
     with a cost_fn keeps it where the cycles drop; the parameter condition is checked here).
     """
-    from planner.transforms.fwsa import FwsaDecision, apply_fwsa, fwsa_node_figures, unfuse_qk
+    from planner.analysis import block_fwsa_figures
+    from planner.transforms.fwsa import FwsaDecision, apply_fwsa, unfuse_qk
 
     if mode == "off" or not any(n.op == "MHSA" for n in graph.nodes):
         return {}
@@ -72,7 +73,7 @@ def decide_fwsa(graph: Graph, mode: str, dft_mode: str, target: Target) -> dict:
     nodes = {n.name: n for n in graph.nodes if n.op == "MHSA"}
     if mode == "auto" and dft_mode == "off":
         return {name: FwsaDecision(name, False, "--dft off: layer-by-layer has no FWSA form",
-                                   *fwsa_node_figures(n)) for name, n in nodes.items()}
+                                   *_figures(block_fwsa_figures(n))) for name, n in nodes.items()}
     if mode == "on":
         before = {name: cost_fn(graph, n) for name, n in nodes.items()}
         out = {}
@@ -96,6 +97,10 @@ def decide_fwsa(graph: Graph, mode: str, dft_mode: str, target: Target) -> dict:
                                     reason=f"auto: {reason}")
         out[d.node] = d
     return out
+
+
+def _figures(f) -> tuple[int, int, int, int]:
+    return f.params_unfused, f.params_fused, f.macs_unfused, f.macs_fused
 
 
 def _num(c: float | None) -> str:

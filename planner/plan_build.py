@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from planner.analysis import block_fwsa_figures
 from planner.cost import SCALE, latency_ms
 from planner.errors import PlannerError
 from planner.hw import HardwareModel
@@ -163,9 +164,9 @@ def _block_section(graph: Graph, block_info: dict, fwsa_decisions: dict, deviati
         info = {k: v for k, v in info.items() if not k.startswith("_")}
         d = fwsa_decisions.get(name)
         if d is None:
-            from planner.transforms.fwsa import fwsa_node_figures
             node = next(n for n in graph.nodes if n.name == name)
-            pb, pa, mb, ma = fwsa_node_figures(node)
+            f = block_fwsa_figures(node)
+            pb, pa, mb, ma = f.params_unfused, f.params_fused, f.macs_unfused, f.macs_fused
             applied, reason, cb, ca = False, "--fwsa off", None, None
         else:
             pb, pa, mb, ma = d.params_before, d.params_after, d.macs_before, d.macs_after
