@@ -13,11 +13,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from planner.errors import PlannerError, UsageError
-from planner.hw import HardwareModel
-from planner.ir import Graph
-from planner.plan import Plan
+from planner.units import parse_bytes  # noqa: F401  (planner.solve.parse_bytes, kept for callers)
+
+if TYPE_CHECKING:  # the pipeline's modules are imported when solve() runs, not by option parsing
+    from planner.hw import HardwareModel
+    from planner.ir import Graph
+    from planner.plan import Plan
 
 
 @dataclass
@@ -39,23 +43,6 @@ class Solution:
     plan: Plan
     graph: Graph
     hw: HardwareModel
-
-
-def parse_bytes(text: str) -> int:
-    """'131072', '128K', '1.5M' -> bytes (K = 1024, M = 1024²)."""
-    t = str(text).strip()
-    mult = 1
-    if t[-1:].upper() == "K":
-        mult, t = 1024, t[:-1]
-    elif t[-1:].upper() == "M":
-        mult, t = 1024 * 1024, t[:-1]
-    try:
-        v = float(t) * mult
-    except ValueError:
-        raise UsageError(f"expected a number of bytes such as 65536, 64K or 1.5M, got {text!r}") from None
-    if v <= 0 or v != int(v):
-        raise UsageError(f"expected a positive whole number of bytes, got {text!r}")
-    return int(v)
 
 
 def solve(network: str | Path, hw_spec: str | Path, opts: SolveOptions | None = None) -> Solution:

@@ -9,7 +9,7 @@ from planner.errors import PlannerError, UsageError
 
 
 def _bytes_arg(text: str) -> int:
-    from planner.solve import parse_bytes
+    from planner.units import parse_bytes
     try:
         return parse_bytes(text)
     except UsageError as exc:
