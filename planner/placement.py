@@ -227,9 +227,9 @@ def l2_figures(ctx: BuildContext, layers: list[TiledLayer], schedule: list[Node]
                 continue
             bname = f"{l.node.name}/{b.name}"
             if level == "L2":
-                items.append((bname, nbytes))
+                items.append((bname, nbytes, max(ALIGN, b.align)))
             else:
-                l1_bufs.append(Buffer(bname, nbytes, l.step, l.step, ALIGN))
+                l1_bufs.append(Buffer(bname, nbytes, l.step, l.step, max(ALIGN, b.align)))
             if b.staging is not None:
                 items.append((bname + ".stage", nbytes))
     # weights used by the schedule

@@ -16,6 +16,7 @@ from planner.hw import HardwareModel
 from planner.ir import Graph
 from planner.memory import alias_map, alias_root
 from planner.placement import Placed, align
+from planner.tiling.tiler import ALIGN
 from planner.plan import FORMAT_VERSION, BufferPlan, LayerPlan, Plan
 
 
@@ -95,8 +96,12 @@ def _layer_plans(placed: Placed, hw: HardwareModel, w_off_l2: dict[str, int],
             if b.staging is not None:
                 staging = {"level": b.staging, "offset": l2_off.get(bname + ".stage", 0),
                            "bytes": b.tile_bytes, "copies": b.copies}
+            tiled = not (b.access == "inplace" or (b.access == "none" and b.kind not in ("local", "scratch")))
+            # (a tile in the compute level; else the whole tensor at its home)
             bplans.append(BufferPlan(b.name, spec.tensor, b.kind, lv, off, nbytes, b.copies, spec.home,
-                                     b.access, b.loads, b.traffic, staging))
+                                     b.access, b.loads, b.traffic, staging,
+                                     list(spec.dims) if tiled else [],
+                                     max(ALIGN, spec.align) if tiled else ALIGN, spec.into))
         dims = {d.name: d.size for d in v.loops}
         tile = {level: dict(ev.tiles)}
         if level != "L2":
@@ -107,8 +112,14 @@ def _layer_plans(placed: Placed, hw: HardwareModel, w_off_l2: dict[str, int],
             ev.total_tiles, bplans, ev.footprint if level != "L2" else 0, level, ev.dma_bytes, cyc,
             {"compute": -(-ev.compute // SCALE), "dma_hidden": -(-ev.hidden // SCALE),
              "dma_exposed": -(-ev.exposed // SCALE), "overhead": -(-ev.overhead // SCALE)},
-            l.result.optimal, l.result.status, l.step, l.parts_of, list(v.notes)))
+            l.result.optimal, l.result.status, l.step, l.parts_of, list(v.notes),
+            v.attrs.get("bias_kind"), _accumulator(v.attrs.get("accumulator"), bplans)))
     return layer_plans
+
+
+def _accumulator(acc: str | None, buffers: list[BufferPlan]) -> str | None:
+    """The variant's accumulator buffer when this tiling has it (psum exists only with K split)."""
+    return acc if acc is not None and any(b.name == acc for b in buffers) else None
 
 
 def _memory_section(hw: HardwareModel, mem: dict, layer_plans: list[LayerPlan], w_off_l2: dict[str, int],

@@ -34,7 +34,7 @@ from math import prod
 import numpy as np
 
 from planner.cost import CostParams, Evaluation, evaluate, par_sum
-from planner.tiling.desc import Variant
+from planner.tiling.desc import Variant, reserved_bytes
 from planner.tiling.table import Table, build_table
 
 
@@ -333,8 +333,9 @@ def solve_product(params: CostParams, v: Variant, capacity: int, staging_capacit
 
 
 def aligned_footprint(ev: Evaluation, align: int) -> int:
-    """Compute-level bytes as the memory planner packs them (each copy aligned)."""
-    return sum(-(-b.tile_bytes // align) * align * b.copies for b in ev.buffers
+    """Compute-level bytes as the memory planner packs them (each copy aligned, at the buffer's
+    own alignment where it needs more: planner.tiling.desc.reserved_bytes)."""
+    return sum(reserved_bytes(b.tile_bytes, b.align, align) * b.copies for b in ev.buffers
                if b.present and b.access != "inplace" and (b.access == "dma" or b.kind in ("local", "scratch")))
 
 

@@ -38,8 +38,11 @@ from planner.tiling.desc import Variant
 MAX_ROWS = 1_500_000   # tiling choices enumerated at most; larger spaces use the product model
 
 
-def _align(a: np.ndarray, align: int) -> np.ndarray:
-    return -(-a // align) * align
+def _align(a: np.ndarray, align: int, need: int = 1) -> np.ndarray:
+    """Bytes per copy as packed at `align`, for a buffer that needs `need` (reserved_bytes)."""
+    if need <= align:
+        return -(-a // align) * align
+    return np.where(a > 0, -(-a // need) * need + (need - align), 0)
 
 
 @dataclass
@@ -158,19 +161,19 @@ def build_table(params: CostParams, v: Variant, align: int = 1, staging_capacity
             dma_all += dma
             staged = params.staging_level(b, v.level) is not None
             foot += tb
-            foot_al += _align(tb, align)
+            foot_al += _align(tb, align, b.align)
             if staged:
                 stage += tb
             if b.activation:
                 act += tb
             gain = dma - first
             if b.unit_bytes > 0 and np.any(gain > 0):
-                items.append((b.name, gain, tb, _align(tb, align), staged, b.activation))
+                items.append((b.name, gain, tb, _align(tb, align, b.align), staged, b.activation))
         elif acc == "inplace":
             hidden += np.where(present, sum(l.byte_cost * traffic for l in params.legs(b.home, v.level)), 0)
         elif b.kind in ("local", "scratch"):
             foot += tb
-            foot_al += _align(tb, align)
+            foot_al += _align(tb, align, b.align)
             if b.activation:
                 act += tb
     # double-buffering groups: buffers with identical figures at every tile choice
