@@ -75,6 +75,9 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     assumptions: list[str] = field(default_factory=list)
     fwsa: dict[str, Any] | None = None   # FWSA deviation (when a block is fused), see plan-format.md
+    source: dict[str, Any] | None = None  # the network: path, sha256, external_data, input_shapes
+    deployable: bool = True              # False: made with --plan-only; codegen refuses it
+    not_deployable: list[str] = field(default_factory=list)  # why not (one reason per node)
 
     def to_dict(self) -> dict[str, Any]:
         return _clean(asdict(self))

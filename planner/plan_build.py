@@ -190,9 +190,17 @@ def _block_section(graph: Graph, block_info: dict, fwsa_decisions: dict, deviati
             "cycles_standard": None if cb is None or cb == float("inf") else int(cb),
             "cycles_fused": None if ca is None or ca == float("inf") else int(ca),
             "deviation": (deviation or {}).get("blocks", {}).get(name) if applied else None,
+            "fused_with": _fused_with(graph, name) if applied else None,
         }
         blocks.append(info)
     return blocks
+
+
+def _fused_with(graph: Graph, name: str) -> dict:
+    """How the block was fused (planner.transforms.fwsa.fuse_qk arguments): what
+    planner.deployed.deployed_graph repeats to rebuild the deployed model."""
+    fw = next(n for n in graph.nodes if n.name == name).attrs["fwsa"]
+    return {"granularity": fw.granularity, "scale": fw.scale_method, "row_term": fw.w_row is not None}
 
 
 def _fwsa_section(deviation: dict | None) -> dict | None:

@@ -103,9 +103,24 @@ def fwsa_line(plan: Plan, b: dict) -> str:
     return out
 
 
+def deployed_line(plan: Plan) -> str:
+    """Whether the deployed model (what the C computes, `planner golden --plan`) is the input model."""
+    fused = [b["node"] for b in plan.blocks if (b.get("fwsa") or {}).get("applied")]
+    if not fused:
+        return "deployed model: the input model (exact fusions only)"
+    dv = (plan.fwsa or {}).get("deviation") or {}
+    return (f"deployed model DIFFERS from the input model: FWSA in {', '.join(fused)} (graph outputs "
+            f"max {dv.get('output_max_abs_lsb', '?')} LSB, mean {dv.get('output_mean_abs_lsb', 0):.3f} LSB, "
+            f"{100 * dv.get('output_mismatch_fraction', 0):.1f}% of elements differ, on "
+            f"{plan.fwsa['inputs'] if plan.fwsa else '?'}); reference: planner golden --plan plan.json")
+
+
 def console_summary(plan: Plan) -> str:
     lines = [f"{plan.network} on {plan.hardware['display_name']} ({plan.hardware['cores']} cores), "
              f"dft={plan.options['dft']} fwsa={plan.options['fwsa']}", ""]
+    lines[1:1] = [deployed_line(plan)]
+    if not plan.deployable:
+        lines[1:1] = [f"NOT DEPLOYABLE (--plan-only): {r}" for r in plan.not_deployable]
     lines.append(_table(LAYER_HEADERS, layer_rows(plan)))
     lines.append("")
     lines.append(_table(MEMORY_HEADERS, memory_rows(plan)))
@@ -135,7 +150,10 @@ def write_report(plan: Plan, path: str | Path) -> None:
     out = [f"# Deployment plan: {plan.network} on {hw['display_name']}", "",
            f"Options: dft={o['dft']}, fwsa={o['fwsa']}, l1={o['l1']}, l2={o['l2']}, cores={o['cores']}, "
            f"time limit {o['time_limit']} (deterministic units per layer), seed {o['seed']}. "
-           f"Compute level: {hw['compute_level']}.", ""]
+           f"Compute level: {hw['compute_level']}.", "", deployed_line(plan) + ".", ""]
+    if not plan.deployable:
+        out += ["**Not deployable** (planned with `--plan-only`; code generation refuses this plan):", ""]
+        out += [f"- {r}" for r in plan.not_deployable] + [""]
     e = plan.estimate
     out += ["## Estimate", "",
             f"{e['cycles']:,} cycles, {e['latency_ms']} ms at {hw['frequency_hz'] / 1e6:g} MHz; "

@@ -36,6 +36,7 @@ class SolveOptions:
     input_shapes: dict | None = None
     inputs: str | Path | None = None   # npz (arrays by position) for the FWSA deviation
     fwsa_samples: int = 4              # seeded random samples for the deviation without inputs
+    plan_only: bool = False            # plan a graph with kernel-less ops (marked not deployable)
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Solution:
 
 
 def solve(network: str | Path, hw_spec: str | Path, opts: SolveOptions | None = None) -> Solution:
+    from planner.deployed import network_source
     from planner.frontend import load_graph
     from planner.mhsa_forms import block_forms, choose_forms, decide_fwsa, fwsa_deviation, settle_fwsa
     from planner.placement import place_network
@@ -54,6 +56,7 @@ def solve(network: str | Path, hw_spec: str | Path, opts: SolveOptions | None = 
     opts = _checked(opts or SolveOptions())
     hw, cores = _hardware(hw_spec, opts)
     graph = load_graph(network, opts.input_shapes)
+    blockers = _deployability(network, graph, opts)
     inputs = _deviation_inputs(graph, opts)
     target = _target(hw, cores, opts)
     fwsa = decide_fwsa(graph, opts.fwsa, opts.dft, target)
@@ -65,6 +68,8 @@ def solve(network: str | Path, hw_spec: str | Path, opts: SolveOptions | None = 
     deviation = fwsa_deviation(graph, fwsa, inputs, _inputs_name(opts), opts.seed, opts.fwsa_samples) \
         if fwsa else None
     plan = build_plan(network, hw, _options(opts, cores), graph, placed, blocks, fwsa, deviation, warnings)
+    plan.deployable, plan.not_deployable = not blockers, blockers
+    plan.source = network_source(network, opts.input_shapes)
     return Solution(plan, graph, hw)
 
 
@@ -100,6 +105,17 @@ def _hardware(hw_spec: str | Path, opts: SolveOptions) -> tuple[HardwareModel, i
         raise UsageError(f"--cores {opts.cores}: hardware model '{hw.name}' has {hw.cores} core"
                          f"{'s' if hw.cores > 1 else ''} (use 1..{hw.cores})")
     return hw, opts.cores
+
+
+def _deployability(network: str | Path, graph: Graph, opts: SolveOptions) -> list[str]:
+    """Nodes without a kernel: an error, unless --plan-only asks for a plan anyway."""
+    from planner.tiling.ops import not_deployable
+
+    reasons = not_deployable(graph)
+    if reasons and not opts.plan_only:
+        raise PlannerError(f"{network}: not deployable: {'; '.join(reasons)}. Use --plan-only for a "
+                           "plan without code generation (marked \"deployable\": false)")
+    return reasons
 
 
 def _deviation_inputs(graph: Graph, opts: SolveOptions) -> list | None:
@@ -139,4 +155,4 @@ def _options(opts: SolveOptions, cores: int) -> dict:
     """plan.json `options`: the options as given (file names only, no paths)."""
     return {"dft": opts.dft, "fwsa": opts.fwsa, "l1": opts.l1, "l2": opts.l2, "cores": cores,
             "time_limit": opts.time_limit, "seed": opts.seed, "inputs": _inputs_name(opts),
-            "fwsa_samples": opts.fwsa_samples}
+            "fwsa_samples": opts.fwsa_samples, "plan_only": opts.plan_only}

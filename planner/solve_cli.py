@@ -31,6 +31,9 @@ def register(sub, commands) -> None:
     p.add_argument("--inputs", metavar="IN.npz",
                    help="graph inputs (arrays by position) on which the FWSA deviation is measured "
                         "(default: seeded random inputs)")
+    p.add_argument("--plan-only", action="store_true",
+                   help="plan a network with ops that have no kernel (golden model only); the plan "
+                        "is marked not deployable and codegen refuses it")
     p.add_argument("--l1", type=_bytes_arg, metavar="BYTES", help="what-if L1 size (suffix K = 1024, M)")
     p.add_argument("--l2", type=_bytes_arg, metavar="BYTES", help="what-if L2 size (suffix K = 1024, M)")
     add_solver_options(p)
@@ -60,7 +63,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
         raise UsageError(f"-o {out}: exists and is not a directory")
     opts = SolveOptions(dft=args.dft, fwsa=args.fwsa, l1=args.l1, l2=args.l2, cores=args.cores,
                         time_limit=args.time_limit, seed=args.seed,
-                        input_shapes=parse_input_shapes(args.input_shape), inputs=args.inputs)
+                        input_shapes=parse_input_shapes(args.input_shape), inputs=args.inputs,
+                        plan_only=args.plan_only)
     sol = solve(args.network, args.hw, opts)
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -160,3 +160,173 @@ def test_stm32h7_scratch_offsets_are_8_aligned(name, dft):
         eight += need == 8
     assert eight
     check_plan(d, sol.graph)
+
+
+# ------------------------------------------------------------- 5. ops without a kernel
+
+
+def _relu_net(tmp_path):
+    """An integer graph: x[4][8] . W[8][8] -> Relu (no kernel in kernel_lib)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.arange(64, dtype=np.float32).reshape(8, 8) % 7 - 3, "W")
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["h"], name="mm"),
+         helper.make_node("Relu", ["h"], ["y"], name="act")], "relu_net",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 8])], [w])
+    p = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), p)
+    return p
+
+
+def test_op_without_kernel_fails_with_a_clear_message(tmp_path, capsys):
+    from planner.cli import main
+
+    net = _relu_net(tmp_path)
+    rc = main(["solve", str(net), "gap9", "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err
+    assert "node act" in err and "op Relu has no kernel" in err and "Linear" in err  # supported list
+    assert "--plan-only" in err
+    assert not (tmp_path / "o" / "plan.json").exists()
+
+
+def test_plan_only_marks_the_plan_not_deployable(tmp_path, capsys):
+    import json
+
+    from planner.cli import main
+    from planner.plan import Plan
+
+    net = _relu_net(tmp_path)
+    assert main(["solve", str(net), "gap9", "-o", str(tmp_path / "o"), "--plan-only"]) == 0
+    out = capsys.readouterr().out
+    assert "NOT DEPLOYABLE" in out
+    d = json.loads((tmp_path / "o" / "plan.json").read_text())
+    assert d["deployable"] is False and len(d["not_deployable"]) == 1 and "Relu" in d["not_deployable"][0]
+    assert Plan.read(tmp_path / "o" / "plan.json").deployable is False
+    assert "Not deployable" in (tmp_path / "o" / "report.md").read_text()
+
+
+def test_deployable_plans_say_so():
+    sol = _solve(str(EXAMPLES / "eeg_block" / "int.onnx"), "gap9", fwsa="auto")
+    d = sol.plan.to_dict()
+    assert d["deployable"] is True and d["not_deployable"] == []
+
+
+# ------------------------------------------------------------- 4. the deployed model
+
+
+def _copy_example(tmp_path, name="eeg_block"):
+    import shutil
+
+    d = tmp_path / name
+    d.mkdir()
+    for f in ("int.onnx", "inputs.npz"):
+        shutil.copy(EXAMPLES / name / f, d / f)
+    return d
+
+
+def test_plan_records_its_source(tmp_path):
+    import hashlib
+
+    d = _copy_example(tmp_path)
+    sol = solve(str(d / "int.onnx"), "gap9", SolveOptions(fwsa="auto"))
+    src = sol.plan.to_dict()["source"]
+    assert src["path"] == str((d / "int.onnx").resolve())
+    assert src["sha256"] == hashlib.sha256((d / "int.onnx").read_bytes()).hexdigest()
+    assert src["external_data"] == {} and src["input_shapes"] is None
+
+
+def test_external_data_files_are_recorded():
+    sol = _solve(str(EXAMPLES / "radar_block" / "int.onnx"), "stm32l4", fwsa="off")
+    assert set(sol.plan.source["external_data"]) == {"int.data0", "int.data1"}
+
+
+def test_deployed_graph_is_what_the_plan_planned(tmp_path):
+    """golden(deployed_graph(plan)) == golden of the graph solve planned (FWSA form), and it
+    differs from the input model by exactly the deviation the plan states."""
+    from planner.deployed import deployed_graph
+    from planner.golden.io import load_npz_inputs
+    from planner.plan import Plan
+
+    d = _copy_example(tmp_path)
+    sol = solve(str(d / "int.onnx"), "gap9", SolveOptions(fwsa="auto", inputs=str(d / "inputs.npz")))
+    (tmp_path / "o").mkdir()
+    sol.plan.write(tmp_path / "o" / "plan.json")
+    plan = Plan.read(tmp_path / "o" / "plan.json")  # through the file, as codegen reads it
+    assert plan.blocks[0]["fwsa"]["applied"] and plan.blocks[0]["fwsa"]["fused_with"]["granularity"] == "row"
+    g = deployed_graph(plan)
+    x = load_npz_inputs(g, d / "inputs.npz")
+    out = g.outputs[0]
+    got = run_graph(g, x)[out]
+    assert np.array_equal(got, run_graph(sol.graph, x)[out])
+    ref = run_graph(load_graph(d / "int.onnx"), x)[out]
+    assert int(np.abs(got - ref).max()) == plan.fwsa["deviation"]["output_max_abs_lsb"] > 0
+
+
+def test_deployed_graph_without_fwsa_is_the_input_model():
+    from planner.deployed import deployed_graph
+
+    sol = _solve(str(EXAMPLES / "eeg_block" / "int.onnx"), "gap9", fwsa="off")
+    g = deployed_graph(sol.plan)
+    assert not any("fwsa" in n.attrs for n in g.nodes)
+
+
+def test_deployed_graph_refuses_a_changed_or_missing_network(tmp_path):
+    from planner.deployed import deployed_graph
+    from planner.errors import PlannerError
+
+    d = _copy_example(tmp_path)
+    sol = solve(str(d / "int.onnx"), "gap9", SolveOptions(fwsa="off"))
+    with open(d / "int.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(PlannerError, match="changed since the plan was made.*re-run planner solve"):
+        deployed_graph(sol.plan)
+    (d / "int.onnx").unlink()
+    with pytest.raises(PlannerError, match="missing"):
+        deployed_graph(sol.plan)
+
+
+def test_golden_plan_cli(tmp_path, capsys):
+    """`planner golden --plan`: the deployed (FWSA) model; it is not the input model's outputs."""
+    from planner.cli import main
+
+    d = _copy_example(tmp_path)
+    out = tmp_path / "o"
+    assert main(["solve", str(d / "int.onnx"), "gap9", "-o", str(out), "-q"]) == 0
+    assert main(["golden", str(d / "int.onnx"), "--inputs", str(d / "inputs.npz"), "-o",
+                 str(tmp_path / "ref.npz")]) == 0
+    rc = main(["golden", "--plan", str(out / "plan.json"), "--inputs", str(d / "inputs.npz"),
+               "--expect", str(tmp_path / "ref.npz")])
+    assert rc == 1 and "MISMATCH" in capsys.readouterr().out
+    assert main(["golden", "--plan", str(out / "plan.json"), str(d / "int.onnx"),
+                 "--inputs", str(d / "inputs.npz")]) == 2
+
+
+def test_solve_summary_says_when_the_deployed_model_differs(tmp_path, capsys):
+    from planner.cli import main
+
+    net = str(EXAMPLES / "eeg_block" / "int.onnx")
+    assert main(["solve", net, "gap9", "-o", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "deployed model DIFFERS from the input model: FWSA in mhsa0" in out and "LSB" in out
+    assert main(["solve", net, "gap9", "--fwsa", "off", "-o", str(tmp_path / "b")]) == 0
+    assert "deployed model: the input model" in capsys.readouterr().out
+
+
+def test_plan_from_dict_reads_new_and_older_plans():
+    from planner.plan import Plan
+
+    sol = _solve(str(EXAMPLES / "eeg_block" / "int.onnx"), "gap9", fwsa="auto")
+    d = sol.plan.to_dict()
+    assert Plan.from_dict(d).to_dict() == d  # every new field round-trips
+    for k in ("source", "deployable", "not_deployable"):
+        d.pop(k)
+    for l in d["layers"]:
+        l.pop("bias_kind"), l.pop("accumulator")
+        for b in l["buffers"]:
+            b.pop("dims"), b.pop("align"), b.pop("into")
+    old = Plan.from_dict(d)
+    assert old.deployable and old.source is None and old.layers[0].buffers[0].align == 4

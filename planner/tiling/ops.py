@@ -607,6 +607,26 @@ BUILDERS = {
 }
 
 
+def not_deployable(graph: Graph) -> list[str]:
+    """Why the graph cannot run on the kernel library as planned: one reason per node whose op
+    has no kernel (it would be planned "untiled", golden model only) or that a kernel cannot
+    compute as the IR states it. Empty: every layer has a kernel."""
+    from planner.ir import LAYOUT_OPS
+
+    supported = ", ".join(sorted(BUILDERS))
+    out = []
+    for node in graph.nodes:
+        if node.op in LAYOUT_OPS:
+            continue
+        if node.op not in BUILDERS:
+            out.append(f"node {node.name}: op {node.op} has no kernel in kernel_lib (golden model only; "
+                       f"not yet tiled); ops with kernels: {supported}")
+        elif node.op == "Linear" and node.attrs.get("alpha", 1) != 1:
+            out.append(f"node {node.name}: Linear with alpha = {node.attrs['alpha']} and no "
+                       "requantization after it: kl_linear has no alpha scaling")
+    return out
+
+
 def describe(ctx: BuildContext, node: Node) -> LayerDesc:
     b = BUILDERS.get(node.op)
     if b is None:
