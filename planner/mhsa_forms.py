@@ -19,8 +19,8 @@ from planner.errors import PlannerError
 from planner.hw import HardwareModel
 from planner.ir import LAYOUT_OPS, Graph, Node
 from planner.memory import alias_root, lower_bound
-from planner.placement import (Target, WeightsOverflow, align, l2_figures, planning_graph,
-                               tile_all)
+from planner.placement import (Target, WeightsOverflow, align, l2_figures, l2_need_streamed,
+                               planning_graph, tile_all)
 from planner.tiling.desc import LayerDesc, Variant
 from planner.tiling.ops import BuildContext, describe
 from planner.tiling.solver import TileResult
@@ -243,8 +243,10 @@ def choose_forms(graph: Graph, block_info: dict, dft_mode: str, fwsa_mode: str, 
     --dft auto (docs/plan-format.md, "The --dft auto rule"), blocks in graph order, the blocks
     not yet decided taken depth-first:
       1. a form whose layers do not all tile into the compute level is out;
-      2. a form with which the network does not fit L2 (its L2 need: activation lower bound +
-         resident weights + runtime > usable) is out, if the other fits;
+      2. a form with which the network does not fit L2 with its weights resident (its L2 need:
+         activation lower bound + resident weights + runtime > usable) is out, if the other fits;
+         when neither does, a form that does not fit even with weights streamed from L3 as the
+         final plan streams them (planner.placement: the same loop) is out, if the other fits;
       3. if one form's estimated cycles are lower beyond the cost model's stated uncertainty u
          (slower > (1 + u) x faster), it is chosen;
       4. else (within u) the lower memory: the network's L2 need, then the block's peak; then
@@ -260,8 +262,12 @@ def choose_forms(graph: Graph, block_info: dict, dft_mode: str, fwsa_mode: str, 
         dft, lbl = info["depth_first"], info["layer_by_layer"]
         fused = b.name in fwsa_decisions and fwsa_decisions[b.name].applied
         rule: dict = {}
-        if dft is None and lbl is None:
-            raise tiler.infeasible(info["_dft_desc"], b, level, info["_cap"])
+        if dft is None and lbl is None and dft_mode == "auto":
+            bad = next((p, d) for p, r, d in info["_lbl"] if r is None)
+            e_d = tiler.infeasible(info["_dft_desc"], b, level, info["_cap"])
+            e_l = tiler.infeasible(bad[1], bad[0], level, info["_cap"])
+            raise PlannerError(f"MHSA block {b.name} fits {level} in neither form: depth-first: {e_d}; "
+                               f"layer by layer: {e_l}")
         if dft_mode == "on":
             if dft is None:
                 raise tiler.infeasible(info["_dft_desc"], b, level, info["_cap"])
@@ -289,12 +295,30 @@ def choose_forms(graph: Graph, block_info: dict, dft_mode: str, fwsa_mode: str, 
 
             def nb(n):
                 return "does not fit" if n is None else f"{n:,} B"
+            streamed = None
+            if not fit_d and not fit_l:  # both need weights from L3: as the final plan places them
+                sd, nd = l2_need_streamed(graph, unfused - {b.name}, target, memo)
+                sl, nl = l2_need_streamed(graph, unfused | {b.name}, target, memo)
+                streamed = (sd is not None, sl is not None)
+                rule["network_l2_need_streamed"] = {"depth_first": sd, "layer_by_layer": sl}
+                rule["weights_streamed"] = {"depth_first": nd, "layer_by_layer": nl}
             if fit_d != fit_l:
                 form = "depth-first" if fit_d else "layer-by-layer"
                 bad = "layer-by-layer" if fit_d else "depth-first"
-                why = (f"with {bad} the network does not fit L2 (L2 need {nb(need_l if fit_d else need_d)} "
-                       f"> {l2_usable:,} B usable; {form}: {nb(need_d if fit_d else need_l)})")
+                why = (f"with {bad} the network does not fit L2 with its weights resident (L2 need "
+                       f"{nb(need_l if fit_d else need_d)} > {l2_usable:,} B usable; {form}: "
+                       f"{nb(need_d if fit_d else need_l)})")
                 rule["decided_by"] = "L2 fit"
+            elif streamed is not None and streamed[0] != streamed[1]:
+                form = "depth-first" if streamed[0] else "layer-by-layer"
+                bad = "layer-by-layer" if streamed[0] else "depth-first"
+                ns = rule["network_l2_need_streamed"]
+                got = ns["depth_first"] if streamed[0] else ns["layer_by_layer"]
+                nw = rule["weights_streamed"]["depth_first" if streamed[0] else "layer_by_layer"]
+                why = (f"neither form fits L2 with its weights resident; with {bad} the network does "
+                       f"not fit even with weights streamed from L3, with {form} it does ({nw} "
+                       f"weight{'s' if nw != 1 else ''} streamed, L2 need {got:,} B of {l2_usable:,} B)")
+                rule["decided_by"] = "L2 fit (weights streamed)"
             elif max(cd, cl) > (1 + u) * min(cd, cl):
                 form = "depth-first" if cd < cl else "layer-by-layer"
                 why = (f"fewer estimated cycles beyond the cost model's uncertainty ({min(cd, cl):,} vs "

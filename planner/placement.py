@@ -15,7 +15,7 @@ from planner.cost import CostParams
 from planner.errors import PlannerError
 from planner.hw import HardwareModel
 from planner.ir import LAYOUT_OPS, Graph, Node
-from planner.memory import Buffer, activation_buffers, plan_level
+from planner.memory import Buffer, activation_buffers, lower_bound, plan_level
 from planner.tiling.desc import LayerDesc
 from planner.tiling.ops import BuildContext, describe
 from planner.tiling.solver import TileResult
@@ -103,41 +103,89 @@ class WeightsOverflow(Exception):
         self.over = over
 
 
-def place_network(graph: Graph, unfused: set[str], target: Target, time_limit: float,
-                  seed: int) -> Placed:
-    """Tile every layer and plan memory; weights in L2 if they fit beside the activations, else
-    the largest are streamed from L3 (one warning per round)."""
-    hw, params, level = target.hw, target.params, target.level
-    l2_usable = target.l2_usable
+class NoFit(Exception):
+    """L2 cannot hold the network even with weights streamed from L3 (message: why)."""
+
+    def __init__(self, message: str, need: int | None):
+        super().__init__(message)
+        self.need = need
+
+
+def _weights_loop(graph: Graph, unfused: set[str], target: Target, measure, memo: dict | None = None):
+    """Tile every layer and measure what L2 needs (`measure(ctx, layers, schedule, weight_home)`
+    -> (need, result)); while it is more than L2's usable bytes, stream the largest remaining
+    weights from L3 and re-tile (their tiles are then staged through L2). Returns (planning graph,
+    schedule, layers, result, warnings: one per streaming round); raises NoFit. The final plan
+    (place_network) and the --dft rule's L2 fit test (l2_need_streamed) use this one loop, so
+    they place the weights alike."""
+    hw, params, level, l2_usable = target.hw, target.params, target.level, target.l2_usable
     warnings: list[str] = []
     weight_home: dict[str, str] = {}
     for _ in range(WEIGHT_ROUNDS):
         ctx = BuildContext(planning_graph(graph, unfused), params, hw.isa, level, weight_home=weight_home)
         pg = ctx.graph
         schedule = [n for n in pg.nodes if n.op not in LAYOUT_OPS]
-        try:
-            layers = tile_all(ctx, target.tiler, schedule, target.cap, l2_usable, graph, unfused)
+        need = None
+        try:  # descriptions depend on the weight homes: reuse them only while all are in L2
+            layers = tile_all(ctx, target.tiler, schedule, target.cap, l2_usable, graph, unfused,
+                              memo if not weight_home else None)
         except WeightsOverflow as exc:  # compute level L2: the weights leave no room for a layer
             over = exc.over
         else:
-            mem = plan_memory(ctx, hw, layers, schedule, weight_home, time_limit, seed)
-            over = mem["L2_need"] - l2_usable
+            need, result = measure(ctx, layers, schedule, weight_home)
+            over = need - l2_usable
             if over <= 0:
-                return Placed(pg, level, schedule, layers, mem, warnings)
+                return pg, schedule, layers, result, warnings
             if "L3" not in hw.levels:
-                raise PlannerError(
-                    f"L2: activations ({mem['L2'].peak:,} B) + weights ({mem['weights_L2']:,} B) + runtime "
-                    f"({mem['runtime_L2']:,} B) need {mem['L2_need']:,} B but L2 has {l2_usable:,} B usable: "
-                    f"{over:,} B missing at L2 (no L3 to stream weights from)")
+                raise NoFit(f"{result_text(result, need)} but L2 has {l2_usable:,} B usable: "
+                            f"{over:,} B missing at L2 (no L3 to stream weights from)", need)
         moved = stream_weights(pg, weight_home, over) if "L3" in hw.levels else []
         if not moved:
-            raise PlannerError(
+            raise NoFit(
                 f"L2: {over:,} B missing at L2 ({l2_usable:,} B usable) even with every weight streamed "
                 "from L3" if "L3" in hw.levels else
                 f"L2: the weights leave {over:,} B too few for the activations ({l2_usable:,} B usable; "
-                "no L3 to stream weights from)")
+                "no L3 to stream weights from)", need)
         warnings.append(f"weights streamed from L3 (do not fit L2): {', '.join(sorted(moved))}")
-    raise PlannerError("weights placement did not converge")  # pragma: no cover
+    raise NoFit("weights placement did not converge", None)  # pragma: no cover
+
+
+def result_text(result, need: int) -> str:
+    if isinstance(result, dict) and "L2" in result:
+        return (f"L2: activations ({result['L2'].peak:,} B) + weights ({result['weights_L2']:,} B) + "
+                f"runtime ({result['runtime_L2']:,} B) need {need:,} B")
+    return f"L2: the network needs {need:,} B"
+
+
+def place_network(graph: Graph, unfused: set[str], target: Target, time_limit: float,
+                  seed: int) -> Placed:
+    """Tile every layer and plan memory; weights in L2 if they fit beside the activations, else
+    the largest are streamed from L3 (one warning per round)."""
+    def measure(ctx, layers, schedule, weight_home):
+        mem = plan_memory(ctx, target.hw, layers, schedule, weight_home, time_limit, seed)
+        return mem["L2_need"], mem
+
+    try:
+        pg, schedule, layers, mem, warnings = _weights_loop(graph, unfused, target, measure)
+    except NoFit as exc:
+        raise PlannerError(str(exc)) from None
+    return Placed(pg, target.level, schedule, layers, mem, warnings)
+
+
+def l2_need_streamed(graph: Graph, unfused: set[str], target: Target, memo: dict) -> tuple[int | None, int]:
+    """What L2 the network needs as the final plan would place its weights (the activation lower
+    bound + weights left in L2 + runtime), and how many weights that streams from L3; (None, 0)
+    when it does not fit even so, or a layer does not tile."""
+    def measure(ctx, layers, schedule, weight_home):
+        f = l2_figures(ctx, layers, schedule, weight_home)
+        need = lower_bound(f["bufs"]) + f["weights_L2"] + f["runtime_L2"]
+        return need, (need, sum(1 for h in weight_home.values() if h == "L3"))
+
+    try:
+        *_, (need, streamed), _ = _weights_loop(graph, unfused, target, measure, memo)
+    except (NoFit, PlannerError):
+        return None, 0
+    return need, streamed
 
 
 def tile_all(ctx: BuildContext, tiler: Tiler, schedule: list[Node], cap_c: int, l2_usable: int,

@@ -330,3 +330,41 @@ def test_plan_from_dict_reads_new_and_older_plans():
             b.pop("dims"), b.pop("align"), b.pop("into")
     old = Plan.from_dict(d)
     assert old.deployable and old.source is None and old.layers[0].buffers[0].align == 4
+
+
+# ---------------------------------------------- 3. --dft auto with weights streamed from L3
+
+
+def test_dft_auto_plans_what_fits_with_streamed_weights():
+    """EEG block on GAP9 at --l1 24K --l2 300K: neither form fits L2 with every weight resident;
+    with weights streamed from L3 depth-first fits (as --dft on shows) and layer by layer does
+    not: --dft auto plans it, depth-first, with the same L2 as --dft on."""
+    net = str(EXAMPLES / "eeg_block" / "int.onnx")
+    auto = _solve(net, "gap9", fwsa="auto", l1=24 * 1024, l2=300 * 1024)
+    on = _solve(net, "gap9", fwsa="auto", dft="on", l1=24 * 1024, l2=300 * 1024)
+    (b,) = auto.plan.blocks
+    assert b["form"] == "depth-first" and b["rule"]["decided_by"] == "L2 fit (weights streamed)"
+    need = b["rule"]["network_l2_need"]
+    usable = b["rule"]["l2_usable"]
+    assert need["depth_first"] > usable and need["layer_by_layer"] > usable
+    streamed = b["rule"]["network_l2_need_streamed"]
+    assert streamed["layer_by_layer"] is None and streamed["depth_first"] <= usable
+    assert b["rule"]["weights_streamed"]["depth_first"] >= 1
+    m = auto.plan.memory["L2"]
+    assert m["peak"] <= m["usable"] and m["peak"] == on.plan.memory["L2"]["peak"]
+    assert any("streamed from L3" in w for w in auto.plan.warnings)
+    check_plan(auto.plan.to_dict(), auto.graph)
+
+
+def test_dft_off_names_the_layer_that_does_not_fit(capsys, tmp_path):
+    """Both forms too big for L1: --dft off names a layer-by-layer part, not the depth-first
+    node; auto names both."""
+    from planner.cli import main
+
+    net = str(EXAMPLES / "eeg_block" / "int.onnx")
+    assert main(["solve", net, "gap9", "--l1", "11K", "--dft", "off", "-o", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "does not fit L1" in err and "(MHSA)" not in err and "b0." in err
+    assert main(["solve", net, "gap9", "--l1", "11K", "-o", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "neither form" in err and "(MHSA)" in err and "layer by layer: layer b0." in err
