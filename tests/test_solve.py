@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from math import prod
 from pathlib import Path
 
 import pytest
@@ -122,17 +121,31 @@ def test_bad_options(capsys, tmp_path, args, what):
     assert "Traceback" not in err
 
 
-def test_time_limit_flagged():
-    """A tiny deterministic limit: the plan is still produced; any unproven layer is flagged."""
-    sol = solve(str(_peer("Models_EEGFormer")), "gap9", SolveOptions(time_limit=1e-6))
-    for l in sol.plan.layers:
-        if not l.optimal:
-            assert any(l.name in w and "not proven optimal" in w for w in sol.plan.warnings)
+def test_time_limit_flagged(monkeypatch):
+    """A tiny deterministic limit on the CP-SAT product model (forced for every layer: the
+    candidate-table model's selection is exact and needs no limit): the plan is still produced,
+    some layer is not proven optimal, and every unproven layer is flagged in the warnings."""
+    import planner.tiling.table as table
+
+    monkeypatch.setattr(table, "MAX_ROWS", 0)  # every layer through solve_product
+    sol = solve(str(_example("ecg_block")), "gap9", SolveOptions(time_limit=1e-6))
+    unproven = [l for l in sol.plan.layers if not l.optimal]
+    assert unproven, "a 1e-6 deterministic limit proves nothing on the product model"
+    for l in unproven:
+        assert l.status == "feasible (time limit)"
+        assert any(l.name in w and "not proven optimal" in w for w in sol.plan.warnings)
+    assert all(l.optimal for l in solve(str(_example("ecg_block")), "gap9", SolveOptions()).plan.layers)
 
 
-def test_parse_bytes():
-    from planner.solve import parse_bytes
-    assert parse_bytes("64K") == 65536 and parse_bytes("1000") == 1000 and parse_bytes("1.5M") == 1572864
-    with pytest.raises(PlannerError):
-        parse_bytes("-3")
-    assert prod([1]) == 1
+@pytest.mark.parametrize("text,want", [("64K", 65536), ("64k", 65536), ("1000", 1000),
+                                       ("1.5M", 1572864), (" 2K ", 2048), ("1.5K", 1536)])
+def test_parse_bytes(text, want):
+    from planner.units import parse_bytes
+    assert parse_bytes(text) == want
+
+
+@pytest.mark.parametrize("text", ["-3", "0", "1.3", "K", "", "12KB", "0.1K", "lots"])
+def test_parse_bytes_refuses(text):
+    from planner.units import parse_bytes
+    with pytest.raises(PlannerError, match="bytes"):
+        parse_bytes(text)

@@ -85,10 +85,11 @@ class Table:
 
 
 def build_table(params: CostParams, v: Variant, align: int = 1, staging_capacity: int | None = None,
-                max_rows: int = MAX_ROWS) -> Table | None:
+                max_rows: int | None = None) -> Table | None:
     """Enumerate and evaluate every tiling choice of `v`; None when there are more than max_rows.
     Choices whose staged bytes exceed `staging_capacity` are dropped first (the staging level's
     capacity is one figure per solve), so the front is over (cycles, bytes) and aligned bytes."""
+    max_rows = MAX_ROWS if max_rows is None else max_rows
     cores = params.cores
     order = [d.name for d in v.loops]
     cands = [tuple(c for c in d.candidates if c >= v.min_tile.get(d.name, 1) or c == d.size) for d in v.loops]
