@@ -183,6 +183,14 @@ def _dev_dict(d: dict) -> dict:
     return out
 
 
+def _dft_figures(r: TileResult | None, x_bytes: int, y_bytes: int, s: int, e: int) -> dict | None:
+    if r is None:
+        return None
+    peak, tensors, buffers = _dft_moment(r.variant, r.evaluation, x_bytes, y_bytes, s, e)
+    return {"variant": r.variant.label, "tiles": dict(r.evaluation.tiles), "est_cycles": r.evaluation.cycles,
+            "peak_bytes": peak, "tensor_bytes": tensors, "buffer_bytes": buffers}
+
+
 def _block_forms(graph: Graph, node: Node, ctx: BuildContext, tiler: Tiler, cap: int, l2_cap: int) -> dict:
     """Tile the block depth-first (one fused node, in its FWSA form when it has one) and layer by
     layer (its standard parts); count both peaks the same way. The choice is _choose_forms'."""
@@ -204,28 +212,37 @@ def _block_forms(graph: Graph, node: Node, ctx: BuildContext, tiler: Tiler, cap:
     y_bytes = graph.tensors[node.outputs[0]].nbytes
     a = node.attrs
     s, e = a["s"], a["e"]
-    dft_cycles = dft.evaluation.cycles if dft else None
     lbl_cycles = sum(r.evaluation.cycles for _, r, _ in lbl) if lbl_ok else None
-    dft_peak = _dft_peak(dft.variant, dft.evaluation, x_bytes, y_bytes, s, e) if dft else None
-    lbl_peak, lbl_moment = _lbl_peak(pg, node, [(p, r) for p, r, _ in lbl]) if lbl_ok else (None, None)
-    # minimum-peak depth-first tiling (every candidate that fits, single buffers)
-    min_peak, min_tiles = _min_peak_dft(tiler, dft_desc, cap, stage_cap, x_bytes, y_bytes, s, e)
+    lbl_peak, lbl_moment, lbl_split = _lbl_peak(pg, node, [(p, r) for p, r, _ in lbl]) if lbl_ok \
+        else (None, None, (None, None))
+    min_dft = _min_peak_dft(tiler, dft_desc, cap, stage_cap, x_bytes, y_bytes, s, e)
+    std = None  # FWSA's share apart from depth-first's: the standard form's depth-first tiling
+    if a.get("fwsa") is not None:
+        std_node = Node(node.name, node.op, list(a["fwsa"].unfused_inputs), list(node.outputs),
+                        {k: v for k, v in a.items() if k != "fwsa"})
+        std_desc = describe(ctx, std_node)
+        std = _dft_figures(tiler.best(std_desc, cap, stage_cap), x_bytes, y_bytes, s, e)
     fields: set[str] = set()
     for v in dft_desc.variants + [v for _, _, d in lbl for v in d.variants]:
         fields |= hw_fields(tiler.params, v)
+    dfig = _dft_figures(dft, x_bytes, y_bytes, s, e)
+    base = std if std is not None else dfig
     return {
         "node": node.name,
         "s": s, "e": e, "p": a["p"], "h": a["h"],
         "softmax": a["softmax"].attrs.get("kind") if a["softmax"] is not None else None,
         "form": None, "reason": None,
-        "depth_first": None if dft is None else {
-            "variant": dft.variant.label, "tiles": dict(dft.evaluation.tiles),
-            "est_cycles": dft_cycles, "peak_bytes": dft_peak},
+        "depth_first": dfig,
+        "depth_first_standard": std,
         "layer_by_layer": None if not lbl_ok else {
-            "est_cycles": lbl_cycles, "peak_bytes": lbl_peak, "peak_moment": lbl_moment},
-        "min_peak_depth_first": None if min_peak is None else {"peak_bytes": min_peak, **min_tiles},
+            "est_cycles": lbl_cycles, "peak_bytes": lbl_peak, "peak_moment": lbl_moment,
+            "tensor_bytes": lbl_split[0], "buffer_bytes": lbl_split[1]},
+        "min_peak_depth_first": min_dft,
         "peak_ratio_chosen": None,
-        "peak_ratio_min": (round(lbl_peak / min_peak, 4) if lbl_peak and min_peak else None),
+        "peak_ratio_depth_first": (round(lbl_peak / base["peak_bytes"], 4) if lbl_peak and base else None),
+        "cycles_ratio_depth_first": (round(base["est_cycles"] / lbl_cycles, 4) if lbl_cycles and base
+                                     else None),
+        "peak_ratio_fwsa": (round(std["peak_bytes"] / dfig["peak_bytes"], 4) if std and dfig else None),
         "counted": ("activation bytes live at the block's peak moment in L1 and L2 together: the "
                     "block input x (kept for the whole block), every intermediate (Q, K, V, score map, "
                     "probabilities, head outputs; int8 since requantization is fused into producers), "
@@ -375,40 +392,49 @@ def _network_l2_need(graph: Graph, unfused: set[str], params: CostParams, hw: Ha
 
 
 def _min_peak_dft(tiler: Tiler, desc: LayerDesc, cap: int, stage_cap: int | None, x_bytes: int,
-                  y_bytes: int, s: int, e: int) -> tuple[int | None, dict | None]:
-    """The lowest depth-first peak over every tile choice that fits (single buffers), from the
-    variants' candidate tables (exact: a pruned tile size has a smaller one with the same tile count,
-    a smaller footprint and a peak no higher)."""
-    best: tuple | None = None
+                  y_bytes: int, s: int, e: int) -> dict | None:
+    """The lowest depth-first peak among the tilings the tiler actually produces for this node at
+    a compute-level capacity up to `cap`: the tiler's choice at capacity C changes only where C
+    crosses the aligned footprint of a Pareto-front point of some variant, so those capacities
+    are all there is to try. With the capacity (compute-level usable bytes) that gives it and its
+    estimated cycles."""
+    caps = set()
     for v in desc.variants:
-        _, pv, tab = tiler.table(v, stage_cap)
-        if tab is None:  # pragma: no cover - MHSA tables are small
+        _, _, tab = tiler.table(v, stage_cap)
+        if tab is not None:
+            caps |= {int(a) for a in tab.aligned if a <= cap}
+    best = None
+    for c in sorted(caps):
+        r = tiler.best(desc, c, stage_cap)
+        if r is None:
             continue
-        acc_l2 = 0 if pv.attrs.get("acc_local", True) else s * e * 4
-        peak = np.maximum(tab.single_activation + x_bytes + acc_l2, x_bytes + s * e * 4 + y_bytes)
-        ok = tab.single_footprint <= cap
-        if not ok.any():
-            continue
-        i = int(np.argmin(np.where(ok, peak, np.iinfo(np.int64).max)))
-        if best is None or int(peak[i]) < best[0]:
-            t = tab.tiles(i)
-            best = (int(peak[i]), {"h": t["h"], "x": t["x"], "variant": v.label})
-    return (None, None) if best is None else best
+        peak = _dft_peak(r.variant, r.evaluation, x_bytes, y_bytes, s, e)
+        if best is None or peak < best["peak_bytes"]:
+            best = {"peak_bytes": peak, "h": r.evaluation.tiles["h"], "x": r.evaluation.tiles["x"],
+                    "variant": r.variant.label, "est_cycles": r.evaluation.cycles, "capacity": c}
+    return best
 
 
 def _dft_peak(v: Variant, ev: Evaluation, x_bytes: int, y_bytes: int, s: int, e: int) -> int:
-    """Depth-first peak: chunk moment (compute-level activations + x and an L2 accumulator in L2)
-    and the write-out moment (x + accumulator + output)."""
+    return _dft_moment(v, ev, x_bytes, y_bytes, s, e)[0]
+
+
+def _dft_moment(v: Variant, ev: Evaluation, x_bytes: int, y_bytes: int, s: int,
+                e: int) -> tuple[int, int, int]:
+    """Depth-first peak (peak, tensors, buffers): the chunk moment (compute-level activation
+    buffers + x in L2 + an L2 accumulator) or the write-out moment (x and y in L2 + the int32
+    accumulator), whichever is higher."""
     acc_l2 = 0 if v.attrs.get("acc_local", True) else s * e * 4
     # x itself lives in L2 (on a target without L1 it is not in the compute-level footprint either)
-    chunk = ev.activation_bytes + x_bytes + acc_l2
-    writeout = x_bytes + s * e * 4 + y_bytes
+    chunk = (ev.activation_bytes + x_bytes + acc_l2, x_bytes, ev.activation_bytes + acc_l2)
+    writeout = (x_bytes + s * e * 4 + y_bytes, x_bytes + y_bytes, s * e * 4)
     return max(chunk, writeout)
 
 
-def _lbl_peak(pg: Graph, node: Node, parts: list[tuple[Node, TileResult]]) -> tuple[int, str]:
+def _lbl_peak(pg: Graph, node: Node, parts: list[tuple[Node, TileResult]]) -> tuple[int, str, tuple]:
     """Layer-by-layer peak of the block: at each part, the L2 tensors live (x kept for the whole
-    block) plus that layer's compute-level activation buffers."""
+    block) plus that layer's compute-level activation buffers; (peak, the part where it is,
+    (tensor bytes, buffer bytes) there)."""
     x = alias_root(pg, node.inputs[0])
     steps = [p for p, _ in parts]
     first: dict[str, int] = {}
@@ -424,10 +450,10 @@ def _lbl_peak(pg: Graph, node: Node, parts: list[tuple[Node, TileResult]]) -> tu
                 last[r] = max(last.get(r, k), k)
     first[x] = 0
     last[x] = len(steps) - 1
-    best, moment = 0, ""
+    best, moment, split = 0, "", (0, 0)
     for k, (p, r) in enumerate(parts):
         live = sum(align(pg.tensors[t].nbytes) for t in first if first[t] <= k <= last[t])
         tot = live + r.evaluation.activation_bytes
         if tot > best:
-            best, moment = tot, p.name
-    return best, moment
+            best, moment, split = tot, p.name, (live, r.evaluation.activation_bytes)
+    return best, moment, split

@@ -50,27 +50,48 @@ def test_eeg_block_stm32(hw):
     assert l2["plan_peak"] <= 1.02 * l2["lower_bound"]
 
 
-def test_dft_ratio_eeg_block():
-    """EEG block (S=81, E=32, P=32, H=8): the paper's 6.19x, counted the same way for both forms
-    (the standard attention, as in the paper: --fwsa off)."""
-    # L1 330 B above the smallest depth-first footprint (21928: test_dft_tight_l1_reaches_bound)
-    d, _ = _solve(str(_example("eeg_block")), "gap9", "on", 22300, "off")
+def test_dft_figures_like_for_like():
+    """EEG block (S=81, E=32, P=32, H=8) on GAP9, FWSA applied: both forms at the plan's budget,
+    tensors and buffers apart, depth-first's own ratio (standard form) apart from FWSA's."""
+    d, _ = _solve(str(_example("eeg_block")), "gap9", "auto", None, "auto")
     (b,) = d["blocks"]
-    assert (b["s"], b["e"], b["p"], b["h"]) == (81, 32, 32, 8)
-    assert b["form"] == "depth-first"
-    assert b["peak_ratio_min"] >= 6.19
-    assert b["peak_ratio_chosen"] >= 6.19  # a tight L1 forces small chunks
-    assert b["depth_first"]["peak_bytes"] <= 1.01 * b["min_peak_depth_first"]["peak_bytes"]
-    # the H x S x S map never exists in the depth-first form: the peak is below it
-    assert b["depth_first"]["peak_bytes"] < 8 * 81 * 81
+    assert (b["s"], b["e"], b["p"], b["h"]) == (81, 32, 32, 8) and b["fwsa"]["applied"]
+    lbl, dft, std = b["layer_by_layer"], b["depth_first"], b["depth_first_standard"]
+    for f in (lbl, dft, std):
+        assert f["peak_bytes"] == f["tensor_bytes"] + f["buffer_bytes"]
+    assert dft["variant"].startswith("FWSA") and not std["variant"].startswith("FWSA")
+    assert b["peak_ratio_depth_first"] == round(lbl["peak_bytes"] / std["peak_bytes"], 4)
+    assert b["cycles_ratio_depth_first"] == round(std["est_cycles"] / lbl["est_cycles"], 4)
+    assert b["peak_ratio_fwsa"] == round(std["peak_bytes"] / dft["peak_bytes"], 4)
+    assert b["peak_ratio_chosen"] == round(lbl["peak_bytes"] / dft["peak_bytes"], 4)
+    assert std["est_cycles"] == b["fwsa"]["cycles_standard"]  # the figure FWSA was decided on
+    # the H x S x S score map never exists depth-first, it does layer by layer
+    assert dft["peak_bytes"] < 8 * 81 * 81 < lbl["tensor_bytes"]
 
 
-def test_dft_tight_l1_reaches_bound():
-    """The smallest L1 the depth-first MHSA fits in (GAP9 reserves 10240 B of L1): 11688 B with
-    kl_mhsa_chunk's real scratch (6-row score / O_h groups) and the 1 KiB softmax table."""
-    d, _ = _solve(str(_example("eeg_block")), "gap9", "on", 21928, "off")
-    (b,) = d["blocks"]
-    assert b["depth_first"]["peak_bytes"] == b["min_peak_depth_first"]["peak_bytes"]
+def test_min_peak_depth_first_is_a_plan_the_tiler_produces():
+    """min_peak_depth_first comes with the compute-level capacity at which the tiler picks that
+    tiling: solving at that L1 (capacity + GAP9's L1 reserve) gives exactly that peak and tiles."""
+    d, _ = _solve(str(_example("eeg_block")), "gap9", "on", None, "off")
+    m = d["blocks"][0]["min_peak_depth_first"]
+    reserve = d["memory"]["L1"]["capacity"] - d["memory"]["L1"]["usable"]
+    d2, _ = _solve(str(_example("eeg_block")), "gap9", "on", m["capacity"] + reserve, "off")
+    got = d2["blocks"][0]["depth_first"]
+    assert (got["peak_bytes"], got["tiles"]["h"], got["tiles"]["x"], got["est_cycles"]) == (
+        m["peak_bytes"], m["h"], m["x"], m["est_cycles"])
+    assert d2["blocks"][0]["min_peak_depth_first"] == m  # nothing lower below that capacity
+
+
+def test_dft_paper_claim_on_stm32h7():
+    """The paper's claim, depth-first alone (standard attention, --fwsa off) against layer by
+    layer at the same budget (--l1 22K): peak >= 6.19x lower at <= 1.10x the estimated cycles
+    (benchmarks/dft_bench.py shows the budgets around it, and GAP9, where it is not reached)."""
+    net = str(_example("eeg_block"))
+    d, _ = _solve(net, "stm32h7", "on", 22 * 1024, "off")
+    l, _ = _solve(net, "stm32h7", "off", 22 * 1024, "off")
+    dft, lbl = d["blocks"][0]["depth_first"], l["blocks"][0]["layer_by_layer"]
+    assert lbl["peak_bytes"] / dft["peak_bytes"] >= 6.19
+    assert dft["est_cycles"] <= 1.10 * lbl["est_cycles"]
 
 
 @pytest.mark.parametrize("l1", [128000, 64000, 32000])
