@@ -394,24 +394,41 @@ def _network_l2_need(graph: Graph, unfused: set[str], params: CostParams, hw: Ha
 def _min_peak_dft(tiler: Tiler, desc: LayerDesc, cap: int, stage_cap: int | None, x_bytes: int,
                   y_bytes: int, s: int, e: int) -> dict | None:
     """The lowest depth-first peak among the tilings the tiler actually produces for this node at
-    a compute-level capacity up to `cap`: the tiler's choice at capacity C changes only where C
-    crosses the aligned footprint of a Pareto-front point of some variant, so those capacities
-    are all there is to try. With the capacity (compute-level usable bytes) that gives it and its
-    estimated cycles."""
-    caps = set()
+    a compute-level capacity up to `cap`, with that capacity (compute-level usable bytes) and its
+    estimated cycles. The tiler's choice at capacity C (Tiler.best: per variant the first Pareto
+    point that fits, then the lowest (cycles, bytes), the first variant on a tie) changes only
+    where C crosses a front point's aligned footprint, so those capacities are all there is to
+    try; the choice is made here from the same tables, without re-solving."""
+    from planner.cost import evaluate
+
+    fronts = []
     for v in desc.variants:
         _, _, tab = tiler.table(v, stage_cap)
-        if tab is not None:
-            caps |= {int(a) for a in tab.aligned if a <= cap}
-    best = None
-    for c in sorted(caps):
-        r = tiler.best(desc, c, stage_cap)
-        if r is None:
+        if tab is not None and len(tab):
+            fronts.append((v, tab, -tab.aligned))  # aligned decreases along the front
+    caps = sorted({int(a) for _, tab, _ in fronts for a in tab.aligned if a <= cap})
+    best, seen = None, {}
+    for c in caps:
+        pick = None
+        for vi, (v, tab, neg) in enumerate(fronts):
+            i = int(np.searchsorted(neg, -c, side="left"))  # first point with aligned <= c
+            if i >= len(tab):
+                continue
+            key = (int(tab.cost[i]), int(tab.nbytes[i]))
+            if pick is None or key < pick[0]:
+                pick = (key, vi, i)
+        if pick is None:
             continue
-        peak = _dft_peak(r.variant, r.evaluation, x_bytes, y_bytes, s, e)
+        _, vi, i = pick
+        if (vi, i) not in seen:
+            v, tab, _ = fronts[vi]
+            tiles, double = tab.row(i)
+            ev = evaluate(tiler.params, v, tiles, double)
+            seen[(vi, i)] = (_dft_peak(v, ev, x_bytes, y_bytes, s, e), v, ev)
+        peak, v, ev = seen[(vi, i)]
         if best is None or peak < best["peak_bytes"]:
-            best = {"peak_bytes": peak, "h": r.evaluation.tiles["h"], "x": r.evaluation.tiles["x"],
-                    "variant": r.variant.label, "est_cycles": r.evaluation.cycles, "capacity": c}
+            best = {"peak_bytes": peak, "h": ev.tiles["h"], "x": ev.tiles["x"], "variant": v.label,
+                    "est_cycles": ev.cycles, "capacity": c}
     return best
 
 
