@@ -10,7 +10,7 @@ What is measured (wall-clock, this process, the machine's cores printed at the t
     ONNX, solve (tiling + memory plan), write plan.json and report.md into a temp dir. Imports are
     warmed first; the cold start of a `planner` process (interpreter + imports) is measured once.
   * tiler time per layer: the plan carries no wall-clock (plan.json is deterministic and must stay
-    so), so the bench wraps the tiler entry points that planner.solve calls (`solve_variant` and,
+    so), so the bench wraps the tiler entry points that planner.tiling.tiler calls (`solve_variant` and,
     when present, the candidate-table builder `build_table`) and sums their time per layer name.
     Median and max over the layers the tiler actually solved ("layers tiled": a problem the solver
     had cached, e.g. the second of two identical blocks, costs nothing and is not counted); the
@@ -51,12 +51,12 @@ TARGET_S = {"example": 2.0, "eeg_2block": 5.0, "stress": 60.0, "peer": 1.0}
 
 
 class LayerTimer:
-    """Wraps the tiler entry points planner.solve calls and sums wall time per layer name."""
+    """Wraps the tiler entry points planner.tiling.tiler calls and sums wall time per layer name."""
 
     HOOKS = ("solve_variant", "build_table")
 
     def __init__(self):
-        import planner.solve as ps
+        import planner.tiling.tiler as ps
         self.module = ps
         self.saved = {}
         self.per_layer: dict[str, float] = {}
@@ -204,7 +204,7 @@ def main() -> int:
           "(not included in the wall times below)")
     timer = LayerTimer()
     if not timer.available:
-        print("tiler time per layer: n/a (planner.solve.solve_variant not found; wall time only)")
+        print("tiler time per layer: n/a (planner.tiling.tiler.solve_variant not found; wall time only)")
     print()
 
     all_identical = True

@@ -49,6 +49,7 @@ class BufDesc:
     stage_off: int = NO_STAGE
     axes: list[Axis] = field(default_factory=list)
     ctype: str = "int8_t"
+    into: int = 0        # 1 + index of the buffer whose current copy it is loaded into
 
     def c_init(self) -> str:
         ax = ", ".join("{%d, %d, %s, {0}}" % (a.stride, a.full, "NR_DIM_NONE" if a.dim is None else a.dim)
@@ -56,7 +57,7 @@ class BufDesc:
         stage = "NR_NO_STAGE" if self.stage_off == NO_STAGE else str(self.stage_off)
         return (f"{{{self.home_off}u, {self.near_off}u, {self.copy_bytes}u, {stage}, {KIND[self.kind]}, "
                 f"{ARENA_ID[self.home]}, {ARENA_ID[self.near]}, {self.copies}, {self.elem}, {len(self.axes)}, "
-                f"{{0}}, {{{ax}}}}}")
+                f"{self.into}, 0, {{{ax}}}}}")
 
 
 def c_ident(name: str) -> str:

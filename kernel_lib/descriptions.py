@@ -29,6 +29,8 @@ from typing import Callable, Mapping
 Dims = Mapping[str, int]
 
 ISAS = ("generic", "arm-dsp", "xpulpv2")
+DEFAULT_ALIGN = 4  # every operand: int32 elements, 4-byte aligned on every path
+DSP_SCRATCH_ALIGN = (("arm-dsp", 8),)  # LDRD/STRD on the scratch (KL_MM_SCRATCH_PER_CORE rows)
 
 I32_MAX = 2**31 - 1
 
@@ -44,6 +46,13 @@ class Operand:
     layout: str         # human-readable layout
     strides: tuple[str, ...] = ()  # C arguments giving its strides in elements, outer first
     contiguous_dim: str | None = None  # dim whose elements are adjacent in memory (stride 1)
+    align: tuple[tuple[str, int], ...] = ()  # (ISA path, bytes) where the base address must be
+    #   aligned beyond DEFAULT_ALIGN (e.g. the Arm DSP path's LDRD on scratch: 8); read by the
+    #   memory planner (planner/tiling/ops.py -> BufferSpec.align) and checked by codegen
+
+    def alignment(self, isa: str) -> int:
+        """Bytes the base address of this operand must be a multiple of on ISA path `isa`."""
+        return max([DEFAULT_ALIGN] + [a for i, a in self.align if i == isa])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +97,14 @@ class KernelDesc:
         """Total scratch bytes for a call on n_cores cores (one buffer, 4-byte aligned)."""
         _check_isa(isa)
         return int(self.scratch(dims, n_cores, isa))
+
+    def operand_align(self, operand: str, isa: str = "generic") -> int:
+        """Alignment in bytes of operand `operand`'s base address on ISA path `isa`."""
+        _check_isa(isa)
+        for o in self.operands:
+            if o.name == operand:
+                return o.alignment(isa)
+        raise KeyError(f"{self.name}: no operand {operand!r}")
 
     def violations(self, dims: Dims, isa: str = "generic") -> list[str]:
         _check_isa(isa)
@@ -193,12 +210,11 @@ _add(KernelDesc(
                 ("acc_rs",), "N"),
         Operand("scratch", "scratch", "int8", ("n_cores * 2 * DSP_RMAX * K",),
                 "arm-dsp: per core DSP_RMAX (6) rows x K int16; 8-byte aligned; "
-                "NULL -> portable path"),
+                "NULL -> portable path", align=DSP_SCRATCH_ALIGN),
     ),
     scratch=_mm_scratch("K"),
     scratch_doc="n_cores * 12 * K bytes on arm-dsp (KL_MM_SCRATCH_PER_CORE), 0 otherwise",
-    rules=(_pos("S", "N", "K"), _ACC_RULE_LINEAR, *_RQ_RULES,
-           Rule("scratch 8-byte aligned (LDRD)", lambda d: True, ("arm-dsp",))),
+    rules=(_pos("S", "N", "K"), _ACC_RULE_LINEAR, *_RQ_RULES),
     cost_unit="MAC",
     cost=lambda d: d["S"] * d["N"] * d["K"],
     golden="linear + requant_shift",
@@ -268,7 +284,8 @@ _add(KernelDesc(
         Operand("b", "in", "int8", ("N", "K"), "token-major (e.g. K_h: k + h*P, b_rs = H*P)",
                 ("b_rs",), "K"),
         Operand("y", "out", "8bit", ("M", "N"), "row stride y_rs", ("y_rs",), "N"),
-        Operand("scratch", "scratch", "int8", ("n_cores * 2 * DSP_RMAX * K",), "as linear"),
+        Operand("scratch", "scratch", "int8", ("n_cores * 2 * DSP_RMAX * K",), "as linear",
+                align=DSP_SCRATCH_ALIGN),
     ),
     scratch=_mm_scratch("K"),
     scratch_doc="n_cores * 12 * K bytes on arm-dsp, 0 otherwise",
@@ -298,7 +315,8 @@ _add(KernelDesc(
         Operand("y", "out", "8bit", ("M", "N"),
                 "row stride y_rs (head-interleaved [S][H][P]: y + h*P, y_rs = H*P)",
                 ("y_rs",), "N"),
-        Operand("scratch", "scratch", "int8", ("n_cores * 2 * DSP_RMAX * K",), "as linear"),
+        Operand("scratch", "scratch", "int8", ("n_cores * 2 * DSP_RMAX * K",), "as linear",
+                align=DSP_SCRATCH_ALIGN),
     ),
     scratch=_mm_scratch("K"),
     scratch_doc="n_cores * 12 * K bytes on arm-dsp, 0 otherwise",
@@ -331,7 +349,8 @@ _add(KernelDesc(
                 "[batch][K][N] (b_trans=0) or [batch][N][K] (b_trans=1)", ("b_bs", "b_rs")),
         Operand("y", "out", "8bit", ("batch", "M", "N"), "batch stride y_bs, row stride y_rs",
                 ("y_bs", "y_rs"), "N"),
-        Operand("scratch", "scratch", "int8", ("n_cores * 2 * DSP_RMAX * K",), "as linear"),
+        Operand("scratch", "scratch", "int8", ("n_cores * 2 * DSP_RMAX * K",), "as linear",
+                align=DSP_SCRATCH_ALIGN),
     ),
     scratch=_mm_scratch("K"),
     scratch_doc="n_cores * 12 * K bytes on arm-dsp, 0 otherwise",
@@ -840,7 +859,7 @@ _add(KernelDesc(
                 "per core: matmul scratch (arm-dsp 12*max(D,S,P)) | softmax table 1024 "
                 "(iSoftmax/ITAMax without sm.lut) | FWSA row term 4*G | G*S score rows | "
                 "G*P O_h rows (fused output) | G*D I* rows (FWSA), each rounded up to 8; "
-                "8-byte aligned"),
+                "8-byte aligned", align=DSP_SCRATCH_ALIGN),
     ),
     scratch=lambda d, n, isa: n * mhsa_chunk_scratch_per_core(d, isa),
     scratch_doc=("n_cores * per_core, per_core = A8(mm(max(D,S,P))) + 1024*lut + A8(24)*rowterm "
@@ -851,8 +870,7 @@ _add(KernelDesc(
            Rule("int32 score accumulators: D * 255 * 255 + |row term| < 2^31",
                 lambda d: d["D"] * 255 * 255 < 2**31 - 2**24),
            Rule("int32 O_h accumulators: S * 255 * 128 < 2^31", lambda d: d["S"] < 65000),
-           *_SM_RULES, *_RQ_RULES,
-           Rule("scratch 8-byte aligned (LDRD)", lambda d: True, ("arm-dsp",))),
+           *_SM_RULES, *_RQ_RULES),
     cost_unit="MAC",
     cost=lambda d: d["rows"] * (d["S"] * d["D"] + d["S"] * d["P"] + d["P"] * d.get("E_out", 0)
                                 + (d["D"] * d["D"] if d.get("fwsa", 0) else 0)),
@@ -889,7 +907,8 @@ _add(KernelDesc(
         Operand("y", "out", "8bit", ("S", "E_out"), "row stride y_rs", ("y_rs",), "E_out"),
         Operand("scratch", "scratch", "int8", ("kl_mhsa_block_scratch",),
                 "copies * (A8(P*S) V_h^T + A8(S*P) K_h (standard form)) + n_cores * per_core "
-                "(chunk layout with D = P or E, query rows and O_h rows always); 8-byte aligned"),
+                "(chunk layout with D = P or E, query rows and O_h rows always); 8-byte aligned",
+                align=DSP_SCRATCH_ALIGN),
     ),
     scratch=lambda d, n, isa: mhsa_block_scratch(d, n, isa),
     scratch_doc=("mhsa_block_scratch(dims, n_cores, isa): copies * kv + n_cores * per_core, "
@@ -902,8 +921,7 @@ _add(KernelDesc(
                 lambda d: d["E"] * 255 * 255 < 2**31 - 2**24),
            Rule("the output accumulator (sum over heads + b_o) fits int32 (checked by the "
                 "golden model)", lambda d: True),
-           *_SM_RULES, *_RQ_RULES,
-           Rule("scratch 8-byte aligned (LDRD)", lambda d: True, ("arm-dsp",))),
+           *_SM_RULES, *_RQ_RULES),
     cost_unit="MAC",
     cost=mhsa_macs,
     golden="planner.golden.mhsa.mhsa_depth_first (rows = chunk)",

@@ -131,7 +131,24 @@ def cmd_golden(args: argparse.Namespace) -> int:
     from planner.frontend.onnx_io import parse_input_shapes
     from planner.golden import compare_outputs, load_npz_inputs, load_npz_outputs, run_graph
 
-    graph = load_graph(args.network, parse_input_shapes(args.input_shape), int16=args.int16)
+    if args.plan:
+        if args.network or args.unfused or args.input_shape:
+            raise UsageError("--plan runs the model the plan deploys (its network, input shapes and "
+                             "forms come from plan.json): give no NETWORK, --unfused or --input-shape")
+        from planner.deployed import deployed_graph
+        from planner.plan import Plan
+
+        try:
+            plan = Plan.read(args.plan)
+        except OSError as exc:
+            raise PlannerError(f"{args.plan}: cannot read the plan ({exc.strerror})") from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PlannerError(f"{args.plan}: not a plan.json of planner solve ({exc})") from None
+        graph = deployed_graph(plan)
+    elif not args.network:
+        raise UsageError("give the NETWORK to run, or --plan OUT/plan.json for the deployed model")
+    else:
+        graph = load_graph(args.network, parse_input_shapes(args.input_shape), int16=args.int16)
     notes: list[str] = []
     inputs = load_npz_inputs(graph, args.inputs, notes=notes)
     if args.expect:
@@ -188,7 +205,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     commands["inspect"] = cmd_inspect
 
     p = sub.add_parser("golden", help="run the bit-exact integer golden model")
-    p.add_argument("network", help="ONNX file (QuantLib integer graph or QDQ int8 graph)")
+    p.add_argument("network", nargs="?", help="ONNX file, QuantLib integer graph or QDQ int8 graph "
+                   "(omit with --plan)")
+    p.add_argument("--plan", metavar="OUT/plan.json",
+                   help="run exactly the model the plan deploys (its FWSA forms included): the "
+                        "reference the generated C must match")
     p.add_argument("--inputs", required=True, metavar="IN.npz",
                    help="k-th array feeds the k-th graph input (names irrelevant; surplus arrays "
                         "are ignored with a note)")

@@ -120,6 +120,7 @@ class BufferEval:
     dma: int              # scaled cycles
     first: int            # scaled cycles of the first load/last store
     staging: str | None = None
+    align: int = 1        # the buffer's address alignment need (BufferSpec.align)
 
 
 @dataclass
@@ -211,7 +212,8 @@ def evaluate(params: CostParams, v: Variant, tiles: dict[str, int], double: froz
                     act += copies * tb
         evals.append(BufferEval(b.name, b.tensor, b.kind, acc, present, tb if present else 0,
                                 copies, loads if acc != "none" else 0,
-                                traffic if acc != "none" and present else 0, dma, first, stage))
+                                traffic if acc != "none" and present else 0, dma, first, stage,
+                                b.align))
     overhead = sum(params.tile_overhead * o.mult * prod(n[d] for d in o.dims) for o in v.overhead)
     cost = max(compute, hidden) + exposed + overhead
     return Evaluation(dict(tiles), n, frozenset(double), compute, hidden, exposed, overhead, cost,

@@ -17,8 +17,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
-import jsonschema
-
 from planner.errors import PlannerError
 
 # hw_models/ sits beside planner/ both in the repository and when installed as package data.
@@ -194,10 +192,11 @@ def with_overrides(hw: HardwareModel, l1: int | None = None, l2: int | None = No
 
 
 @lru_cache(maxsize=1)
-def _validator() -> jsonschema.Draft202012Validator:
-    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)
+def _validator():
+    """schema.json's checker (planner.schema_check: jsonschema's results for the keywords the
+    schema uses, without its import cost; tests/test_hw.py compares the two)."""
+    from planner.schema_check import Validator
+    return Validator(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
 
 
 def _dotted(parts: Any) -> str:

@@ -12,6 +12,8 @@ Canonical ops (attrs in brackets; `rq` is an optional Requant fused into the pro
   Reshape / Transpose / Squeeze / Unsqueeze / Flatten / Identity   layout only
   MHSA(x, ...)                  [s, e, p, h, parts: the unfused nodes it replaces]
   Conv2d, MaxPool, Gather, Mean, and the rest of QuantLib's integer ops (golden model only so far).
+
+The op table (operands, attributes and the shape rule of every op) is planner/ir_ops.py.
 """
 
 from __future__ import annotations

@@ -230,7 +230,8 @@ def activation_buffers(graph: Graph, schedule: list[Node],
                        extra: dict[int, list[tuple[str, int]]] | None = None,
                        alignment: int = 4) -> list[Buffer]:
     """One Buffer per root activation tensor (size = Tensor.nbytes, lifetime from tensor_lifetimes),
-    plus per-step scratch buffers {step: [(name, bytes)]} live only at that step. Sorted by name."""
+    plus per-step scratch buffers {step: [(name, bytes[, alignment])]} live only at that step (at
+    `alignment`, or the item's own when it needs more). Sorted by name."""
     buffers = [Buffer(name, graph.tensors[name].nbytes, s, e, alignment)
                for name, (s, e) in tensor_lifetimes(graph, schedule).items()]
     names = {b.name for b in buffers}
@@ -238,14 +239,16 @@ def activation_buffers(graph: Graph, schedule: list[Node],
         if not 0 <= k < max(len(schedule), 1):
             raise PlannerError(f"scratch buffers given for step {k}, but the schedule has steps "
                                f"0..{len(schedule) - 1}")
-        for name, nbytes in items:
+        for item in items:
+            name, nbytes = item[0], item[1]
+            align = max(alignment, item[2]) if len(item) > 2 else alignment
             if name in names:
                 raise PlannerError(f"scratch buffer name '{name}' (step {k}) is already used by "
                                    "another buffer")
             if nbytes < 0:
                 raise PlannerError(f"scratch buffer '{name}' (step {k}) has a negative size {nbytes}")
             names.add(name)
-            buffers.append(Buffer(name, int(nbytes), k, k, alignment))
+            buffers.append(Buffer(name, int(nbytes), k, k, align))
     return sorted(buffers, key=lambda b: b.name)
 
 

@@ -34,6 +34,9 @@ class BufferPlan:
     loads: int = 0              # transfers per layer run (all passes)
     dma_bytes: int = 0          # bytes moved over the first link per layer run
     staging: dict | None = None  # {level, offset, bytes, copies} when staged (L3 -> L2 -> L1)
+    dims: list[str] = field(default_factory=list)  # loop dims the tile spans (bytes scale with them)
+    align: int = 4              # offset is a multiple of this (the kernel's need, at least 4)
+    into: str | None = None     # DMA'd straight into that buffer's tile (bytes 0: no own memory)
 
 
 @dataclass
@@ -58,6 +61,9 @@ class LayerPlan:
     step: int
     parts_of: str | None = None       # MHSA block this layer belongs to (layer-by-layer form)
     notes: list[str] = field(default_factory=list)
+    bias_kind: str | None = None      # Linear: "vector" (bias[N]) | "full" ([S][N] int32) | None
+    accumulator: str | None = None    # buffer holding the int32 accumulator of a tile: "psum",
+                                      # "bias" (full bias), "y" (int32 output) or None
 
 
 @dataclass
@@ -75,7 +81,9 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     assumptions: list[str] = field(default_factory=list)
     fwsa: dict[str, Any] | None = None   # FWSA deviation (when a block is fused), see plan-format.md
-    source: dict[str, Any] | None = None  # the network file: path, sha256, input_shapes
+    source: dict[str, Any] | None = None  # the network: path, sha256, external_data, input_shapes
+    deployable: bool = True              # False: made with --plan-only; codegen refuses it
+    not_deployable: list[str] = field(default_factory=list)  # why not (one reason per node)
 
     def to_dict(self) -> dict[str, Any]:
         return _clean(asdict(self))

@@ -67,7 +67,7 @@ def block_rows(plan: Plan) -> list[list[object]]:
         dev = f.get("deviation") or {}
         rows.append([b["node"], f"S={b['s']} E={b['e']} P={b['p']} H={b['h']}", b["form"],
                      lbl.get("peak_bytes", "-"), dft.get("peak_bytes", "-"), mn.get("peak_bytes", "-"),
-                     _ratio(b["peak_ratio_chosen"]), _ratio(b["peak_ratio_min"]),
+                     _ratio(b["peak_ratio_chosen"]), _ratio(b.get("peak_ratio_depth_first")),
                      lbl.get("est_cycles", "-"), dft.get("est_cycles", "-"),
                      "yes" if f.get("applied") else "no",
                      _ratio(f.get("param_ratio")), _ratio(f.get("mac_ratio")),
@@ -84,7 +84,7 @@ def _b(n) -> str:
 
 
 BLOCK_HEADERS = ["MHSA block", "shape", "chosen", "layer-by-layer peak B", "depth-first peak B",
-                 "min depth-first peak B", "ratio (chosen)", "ratio (min)", "LbL cycles", "DFT cycles",
+                 "min depth-first peak B", "ratio (chosen)", "ratio (DFT alone)", "LbL cycles", "DFT cycles",
                  "FWSA", "FWSA params", "FWSA MACs", "Δ softmax LSB", "Δ block LSB"]
 
 
@@ -103,9 +103,24 @@ def fwsa_line(plan: Plan, b: dict) -> str:
     return out
 
 
+def deployed_line(plan: Plan) -> str:
+    """Whether the deployed model (what the C computes, `planner golden --plan`) is the input model."""
+    fused = [b["node"] for b in plan.blocks if (b.get("fwsa") or {}).get("applied")]
+    if not fused:
+        return "deployed model: the input model (exact fusions only)"
+    dv = (plan.fwsa or {}).get("deviation") or {}
+    return (f"deployed model DIFFERS from the input model: FWSA in {', '.join(fused)} (graph outputs "
+            f"max {dv.get('output_max_abs_lsb', '?')} LSB, mean {dv.get('output_mean_abs_lsb', 0):.3f} LSB, "
+            f"{100 * dv.get('output_mismatch_fraction', 0):.1f}% of elements differ, on "
+            f"{plan.fwsa['inputs'] if plan.fwsa else '?'}); reference: planner golden --plan plan.json")
+
+
 def console_summary(plan: Plan) -> str:
     lines = [f"{plan.network} on {plan.hardware['display_name']} ({plan.hardware['cores']} cores), "
              f"dft={plan.options['dft']} fwsa={plan.options['fwsa']}", ""]
+    lines[1:1] = [deployed_line(plan)]
+    if not plan.deployable:
+        lines[1:1] = [f"NOT DEPLOYABLE (--plan-only): {r}" for r in plan.not_deployable]
     lines.append(_table(LAYER_HEADERS, layer_rows(plan)))
     lines.append("")
     lines.append(_table(MEMORY_HEADERS, memory_rows(plan)))
@@ -113,8 +128,11 @@ def console_summary(plan: Plan) -> str:
         lines.append("")
         lines.append(_table(BLOCK_HEADERS, block_rows(plan)))
         for b in plan.blocks:
-            lines.append(f"{b['node']}: {b['form']} ({b['reason']}); depth-first peak ratio "
-                         f"{_ratio(b['peak_ratio_chosen'])} chosen, {_ratio(b['peak_ratio_min'])} at minimum peak")
+            lines.append(f"{b['node']}: {b['form']} ({b['reason']}); peak layer-by-layer / chosen "
+                         f"{_ratio(b['peak_ratio_chosen'])}, depth-first alone (standard form, same "
+                         f"budget) {_ratio(b.get('peak_ratio_depth_first'))} at "
+                         f"{_ratio(b.get('cycles_ratio_depth_first'))} the cycles"
+                         + (f", FWSA {_ratio(b['peak_ratio_fwsa'])} on top" if b.get("peak_ratio_fwsa") else ""))
             lines.append(f"{b['node']}: {fwsa_line(plan, b)}")
         if plan.fwsa:
             dv = plan.fwsa["deviation"]
@@ -135,7 +153,10 @@ def write_report(plan: Plan, path: str | Path) -> None:
     out = [f"# Deployment plan: {plan.network} on {hw['display_name']}", "",
            f"Options: dft={o['dft']}, fwsa={o['fwsa']}, l1={o['l1']}, l2={o['l2']}, cores={o['cores']}, "
            f"time limit {o['time_limit']} (deterministic units per layer), seed {o['seed']}. "
-           f"Compute level: {hw['compute_level']}.", ""]
+           f"Compute level: {hw['compute_level']}.", "", deployed_line(plan) + ".", ""]
+    if not plan.deployable:
+        out += ["**Not deployable** (planned with `--plan-only`; code generation refuses this plan):", ""]
+        out += [f"- {r}" for r in plan.not_deployable] + [""]
     e = plan.estimate
     out += ["## Estimate", "",
             f"{e['cycles']:,} cycles, {e['latency_ms']} ms at {hw['frequency_hz'] / 1e6:g} MHz; "
@@ -157,20 +178,29 @@ def write_report(plan: Plan, path: str | Path) -> None:
             out.append(f"### {b['node']}")
             out.append("")
             out.append(f"- chosen: **{b['form']}** ({b['reason']})")
-            if b["depth_first"]:
-                d = b["depth_first"]
-                out.append(f"- depth-first tiling: {d['variant']}, tiles {d['tiles']}, "
-                           f"{d['est_cycles']:,} cycles, peak {d['peak_bytes']:,} B")
-            if b["min_peak_depth_first"]:
-                m = b["min_peak_depth_first"]
-                out.append(f"- minimum-peak depth-first tiling: {m['variant']}, h={m['h']} x={m['x']}, "
-                           f"peak {m['peak_bytes']:,} B")
+            for key, what in (("depth_first", "depth-first tiling"),
+                              ("depth_first_standard", "depth-first tiling, standard form (without FWSA)")):
+                d = b.get(key)
+                if d:
+                    out.append(f"- {what}: {d['variant']}, tiles {d['tiles']}, {d['est_cycles']:,} cycles, "
+                               f"peak {d['peak_bytes']:,} B (tensors {d['tensor_bytes']:,} B, buffers "
+                               f"{d['buffer_bytes']:,} B)")
             if b["layer_by_layer"]:
                 l = b["layer_by_layer"]
                 out.append(f"- layer-by-layer: {l['est_cycles']:,} cycles, peak {l['peak_bytes']:,} B at "
-                           f"{l['peak_moment']}")
-            out.append(f"- peak ratio layer-by-layer / depth-first: {_ratio(b['peak_ratio_chosen'])} "
-                       f"(chosen plan), {_ratio(b['peak_ratio_min'])} (minimum-peak depth-first)")
+                           f"{l['peak_moment']} (tensors {l['tensor_bytes']:,} B, buffers "
+                           f"{l['buffer_bytes']:,} B)")
+            if b["min_peak_depth_first"]:
+                m = b["min_peak_depth_first"]
+                out.append(f"- minimum-peak depth-first tiling the tiler produces (at {m['capacity']:,} B "
+                           f"of {hw['compute_level']}): {m['variant']}, h={m['h']} x={m['x']}, peak "
+                           f"{m['peak_bytes']:,} B, {m['est_cycles']:,} cycles")
+            out.append(f"- peak layer-by-layer / depth-first at the same budget: "
+                       f"{_ratio(b['peak_ratio_chosen'])} (chosen form), "
+                       f"{_ratio(b.get('peak_ratio_depth_first'))} depth-first alone (standard form) at "
+                       f"{_ratio(b.get('cycles_ratio_depth_first'))} the estimated cycles"
+                       + (f"; FWSA lowers the depth-first peak {_ratio(b['peak_ratio_fwsa'])} more"
+                          if b.get("peak_ratio_fwsa") else ""))
             out.append(f"- counted: {b['counted']}")
             r = b.get("rule")
             if r and r.get("uncertainty") is not None:

@@ -33,6 +33,9 @@ def register(sub, commands) -> None:
     p.add_argument("--inputs", metavar="IN.npz",
                    help="graph inputs (arrays by position) on which the FWSA deviation is measured "
                         "(default: seeded random inputs)")
+    p.add_argument("--plan-only", action="store_true",
+                   help="plan a network with ops that have no kernel (golden model only); the plan "
+                        "is marked not deployable and no C project is written")
     p.add_argument("--l1", type=argtype(parse_size), metavar="BYTES",
                    help="what-if L1 size in bytes (suffix K = 1024, M = 1024^2; up to 4096M); the "
                         "model's reserve for stacks and runtime is kept")
@@ -99,15 +102,19 @@ def _solve_into(args: argparse.Namespace, out: Path) -> int:
     opts = SolveOptions(dft=args.dft, fwsa=args.fwsa, l1=args.l1, l2=args.l2, cores=args.cores,
                         time_limit=args.time_limit, seed=args.seed,
                         input_shapes=parse_input_shapes(args.input_shape), inputs=args.inputs,
-                        int16=args.int16)
+                        int16=args.int16, plan_only=args.plan_only)
     sol = solve(args.network, args.hw, opts)
     plan_path, report_path = out / PLAN_FILE, out / REPORT_FILE
     try:
         out.mkdir(parents=True, exist_ok=True)
         emitted = None
-        if not args.no_emit:
+        if not args.no_emit and sol.plan.deployable:
             from codegen.project import emit
             emitted = emit(sol.plan, sol.graph, out)
+        else:  # a C project of an earlier solve here would not be this plan's
+            from codegen.project import PROJECT_DIR
+            import shutil
+            shutil.rmtree(out / PROJECT_DIR, ignore_errors=True)
         write_atomic(report_path, lambda p: write_report(sol.plan, p))
         write_atomic(plan_path, sol.plan.write)
         drop_stale([plan_path, report_path])

@@ -252,8 +252,8 @@ def test_layer_without_room_never_reports_negative_usable(tmp_path, capsys):
 
 def test_weights_placement_not_converging_says_what_to_do(tmp_path, capsys, monkeypatch):
     """One streaming round where two are needed (stm32l4, 64K of L2 streams weights)."""
-    import planner.solve
-    monkeypatch.setattr(planner.solve, "WEIGHT_ROUNDS", 1)
+    import planner.placement
+    monkeypatch.setattr(planner.placement, "WEIGHT_ROUNDS", 1)
     rc, text = run(["solve", example_net("eeg_block"), "stm32l4", "--l2", "64K", "-o", tmp_path / "o"], capsys)
     assert rc == 1 and "did not converge in 1 round(s)" in text
     assert re.search(r"[\d,]+ B missing at L2 \(32,768 B usable\)", text) and "--l2" in text
@@ -264,7 +264,8 @@ def test_no_tiling_although_the_smallest_fits_is_not_reported_as_missing_bytes(m
     for a layer that fits is reported as such, with what to try."""
     import planner.solve
     from planner.errors import PlannerError
-    monkeypatch.setattr(planner.solve.Tiler, "best", lambda self, desc, cap, stage: None)
+    from planner.tiling.tiler import Tiler
+    monkeypatch.setattr(Tiler, "best", lambda self, desc, cap, stage: None)
     with pytest.raises(PlannerError) as info:
         planner.solve.solve(example_net("ecg_block"), "gap9", planner.solve.SolveOptions(dft="on"))
     msg = str(info.value)

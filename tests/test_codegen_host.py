@@ -80,6 +80,15 @@ def test_tight_memory_bit_exact(tmp_path, capsys, net, hw, args):
     assert "bit-exact" in text
 
 
+@pytest.mark.parametrize("case", ["Kernels_Integer_MatMul_Add", "Kernels_Integer_GEMM_TransB_RQ"])
+def test_full_bias_peers_at_16k(tmp_path, capsys, case):
+    """A full [S][N] bias: the accumulator tile (8-bit output) or loaded into the int32 output tile,
+    with many tiles at --l1 16K."""
+    net = peer_case(case) / "network.onnx"
+    text = solve_run(tmp_path, capsys, net, "gap9", solve_args=["--l1", "16K"], run_args=["--check-layers"])
+    assert "bit-exact" in text
+
+
 def test_l3_streaming_is_exercised(tmp_path):
     """The --l2 case above really streams weights from L3 through L2 staging."""
     import json

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from planner.analysis import fwsa_figures
+from planner.analysis import block_fwsa_figures, fwsa_figures
 from planner.errors import PlannerError
 from planner.frontend import infer_shapes, load_graph
 from planner.golden import ops, run_graph
@@ -467,23 +467,52 @@ def _node_params(g: Graph, node: Node) -> int:
     return sum(g.tensors[i].size for i in node.inputs[1:] if i and g.tensors[i].is_const)
 
 
-def test_params_after_fusion_match_fwsa_figures(syn) -> None:
-    graphs = [syn[0]]
+def test_params_after_fusion_match_fwsa_figures(syn, syn_nosm) -> None:
+    """The figures count what the fused graph really holds, with and without the row term (the
+    no-softmax blocks: synthetic and the peer EEGFormer)."""
+    graphs = [syn[0], syn_nosm[0]]
     if EEG_EXAMPLE.is_file():
         graphs.append(load_graph(EEG_EXAMPLE))
-    if (PEER / "Kernels_Integer_Attention").is_dir():
-        graphs.append(load_graph(PEER / "Kernels_Integer_Attention" / "network.onnx"))
+    for peer in ("Kernels_Integer_Attention", "Models_EEGFormer"):
+        if (PEER / peer).is_dir():
+            graphs.append(load_graph(PEER / peer / "network.onnx"))
     for g in graphs:
         node = _mhsa(g)
         a = node.attrs
-        fig = fwsa_figures(a["s"], a["e"], a["p"], a["h"])
+        fig = block_fwsa_figures(node)
+        assert fig == fwsa_figures(a["s"], a["e"], a["p"], a["h"], a["softmax"] is None)
         assert _node_params(g, node) == fig.params_unfused
         gf, dec = fused_copy(g, "on")
         nf = _mhsa(gf)
+        assert (nf.attrs["fwsa"].w_row is not None) == (a["softmax"] is None)
         assert _node_params(gf, nf) == fig.params_fused == dec[0].params_after
         assert nf.attrs["fwsa"].w_fused.shape == (a["h"], a["e"], a["e"])
         assert np.abs(nf.attrs["fwsa"].w_fused).max() <= 127
         assert gf.tensors[nf.inputs[1]].dtype == "int8" and gf.tensors[nf.inputs[2]].dtype == "int32"
+
+
+@pytest.mark.parametrize("peer", ["Models_EEGFormer", "Kernels_Integer_Attention"])
+def test_inspect_and_solve_record_the_same_fwsa_ratios(peer, capsys) -> None:
+    """`planner inspect` prints and `planner solve` records one set of FWSA ratios (they once
+    disagreed on EEGFormer, whose row term only solve counted)."""
+    from planner.cli import main
+    from planner.solve import SolveOptions, solve
+
+    net = PEER / peer / "network.onnx"
+    if not net.is_file():
+        pytest.skip(f"peer test graphs not available: {net} is absent (../shared beside the repo)")
+    assert main(["inspect", str(net)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    head = next(i for i, line in enumerate(out) if line.startswith("block "))
+    cols = out[head].split()
+    row = out[head + 2].split()
+    printed = (row[cols.index("params")], row[cols.index("params") + 1])  # "params ratio", "MACs ratio"
+    (b,) = solve(str(net), "gap9", SolveOptions(fwsa="auto")).plan.blocks
+    recorded = (f"{b['fwsa']['param_ratio']:.2f}", f"{b['fwsa']['mac_ratio']:.2f}")
+    assert printed == recorded
+    # and both are the figures of what the fused graph holds (test above): with the row term
+    f = block_fwsa_figures(_mhsa(load_graph(net)))
+    assert recorded == (f"{f.param_ratio:.2f}", f"{f.mac_ratio:.2f}")
 
 
 # --------------------------------------------------------------------------- (4) decisions

@@ -172,6 +172,47 @@ def _write_mutant(tmp_path: Path, mutate: Mutation) -> Path:
     return out
 
 
+def _jsonschema_errors(data) -> list[tuple]:
+    schema = json.loads(SCHEMA_PATH.read_text())
+    return sorted((e.validator, [str(p) for p in e.absolute_path], repr(e.instance))
+                  for e in jsonschema.Draft202012Validator(schema).iter_errors(data))
+
+
+def _our_errors(data) -> list[tuple]:
+    from planner.schema_check import Validator
+    v = Validator(json.loads(SCHEMA_PATH.read_text()))
+    return sorted((e.validator, [str(p) for p in e.absolute_path], repr(e.instance))
+                  for e in v.iter_errors(data))
+
+
+EXTRA_SCHEMA_CASES = {
+    "bad name pattern": _set("name", "GAP 9"),
+    "bad source key": _set("_source", {"levels..L1": "x"}),
+    "level not an object": _set("levels.L1", 5),
+    "several problems": lambda d: (_del("cores")(d), _set("isa", "")(d), _set("levels.L2.size", 0.5)(d)),
+    "float integer": _set("frequency_hz", 3.7e8),
+}
+
+
+@pytest.mark.parametrize("case", ["shipped"] + list(BAD) + list(EXTRA_SCHEMA_CASES))
+def test_schema_checker_reports_what_jsonschema_reports(case: str) -> None:
+    """planner.schema_check (used at run time, for start-up time) against jsonschema itself: the
+    same failing keywords at the same paths on the same values, for every model and bad case."""
+    for name in MODELS if case == "shipped" else ("gap9",):
+        data = copy.deepcopy(json.loads((HW_DIR / f"{name}.json").read_text()))
+        if case in BAD:
+            BAD[case][0](data)
+        elif case in EXTRA_SCHEMA_CASES:
+            EXTRA_SCHEMA_CASES[case](data)
+        assert _our_errors(data) == _jsonschema_errors(data)
+
+
+def test_schema_checker_refuses_unknown_keywords() -> None:
+    from planner.schema_check import Validator
+    with pytest.raises(ValueError, match="oneOf"):
+        Validator({"type": "object", "properties": {"a": {"oneOf": [{"type": "string"}]}}})
+
+
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_model_is_a_clear_error(tmp_path: Path, case: str) -> None:
     mutate, expected = BAD[case]

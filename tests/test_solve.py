@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from math import prod
 from pathlib import Path
 
 import pytest
 
 from planner.cli import main
 from planner.errors import PlannerError
-from planner.ir import DTYPE_BYTES
 from planner.solve import SolveOptions, solve
 
 from conftest import EXAMPLES, PEER, REPO as ROOT
 from conftest import example_net as _example
+from plan_checker import check_plan as _check_plan
 
 
 def _peer(name: str) -> Path:
@@ -31,44 +30,6 @@ def _peer(name: str) -> Path:
 def _solve(net: str, hw: str, dft: str = "auto", l1: int | None = None, fwsa: str = "auto"):
     sol = solve(net, hw, SolveOptions(dft=dft, l1=l1, fwsa=fwsa))
     return sol.plan.to_dict(), sol.graph
-
-
-def _check_plan(d: dict, graph) -> None:
-    """Independent of the solver: recompute tiles, counts and footprints from plan.json."""
-    lvl = d["hardware"]["compute_level"]
-    usable = d["memory"][lvl]["usable"]
-    for l in d["layers"]:
-        tiles = l["tile"][lvl]
-        n = 1
-        for dim, full in l["dims"].items():
-            t = tiles[dim]
-            assert 1 <= t <= full, (l["name"], dim)
-            n *= -(-full // t)  # tiles of size t cover the dim: ceil(full / t) of them
-        assert l["n_tiles"] == n
-        if lvl == "L1":
-            foot = sum(b["bytes"] * b["copies"] for b in l["buffers"] if b["level"] == "L1")
-            assert foot == l["l1_bytes"] <= usable, l["name"]
-            # offsets: the layer's L1 buffers do not overlap
-            spans = sorted((b["offset"], b["offset"] + b["bytes"] * b["copies"]) for b in l["buffers"]
-                           if b["level"] == "L1" and b["bytes"])
-            for (a0, a1), (b0, _) in zip(spans, spans[1:]):
-                assert a1 <= b0, l["name"]
-            assert all(hi <= d["memory"]["L1"]["peak"] for _, hi in spans)
-        bufs = {b["name"]: b for b in l["buffers"]}
-        if l["op"] == "Linear" and lvl == "L1":
-            x, w, y = bufs["x"], bufs["w"], bufs["y"]
-            eb = DTYPE_BYTES[graph.tensors[x["tensor"]].dtype]
-            assert x["bytes"] == tiles["S"] * tiles["K"] * eb
-            assert w["bytes"] == tiles["N"] * tiles["K"]
-            assert y["bytes"] == tiles["S"] * tiles["N"] * DTYPE_BYTES[graph.tensors[y["tensor"]].dtype]
-            if tiles["K"] < l["dims"]["K"]:
-                assert bufs["psum"]["bytes"] == 4 * tiles["S"] * tiles["N"]
-    for key, m in d["memory"].items():
-        assert m["peak"] <= m["usable"], key
-        b = m["breakdown"]
-        if key == "L2":
-            assert m["peak"] == b["activations"] + b["weights"] + b["runtime"]
-    assert d["estimate"]["cycles"] == sum(l["est_cycles"] for l in d["layers"])
 
 
 @pytest.mark.parametrize("name", ["eeg_block", "ecg_block", "radar_block"])
@@ -89,27 +50,48 @@ def test_eeg_block_stm32(hw):
     assert l2["plan_peak"] <= 1.02 * l2["lower_bound"]
 
 
-def test_dft_ratio_eeg_block():
-    """EEG block (S=81, E=32, P=32, H=8): the paper's 6.19x, counted the same way for both forms
-    (the standard attention, as in the paper: --fwsa off)."""
-    # L1 330 B above the smallest depth-first footprint (21928: test_dft_tight_l1_reaches_bound)
-    d, _ = _solve(str(_example("eeg_block")), "gap9", "on", 22300, "off")
+def test_dft_figures_like_for_like():
+    """EEG block (S=81, E=32, P=32, H=8) on GAP9, FWSA applied: both forms at the plan's budget,
+    tensors and buffers apart, depth-first's own ratio (standard form) apart from FWSA's."""
+    d, _ = _solve(str(_example("eeg_block")), "gap9", "auto", None, "auto")
     (b,) = d["blocks"]
-    assert (b["s"], b["e"], b["p"], b["h"]) == (81, 32, 32, 8)
-    assert b["form"] == "depth-first"
-    assert b["peak_ratio_min"] >= 6.19
-    assert b["peak_ratio_chosen"] >= 6.19  # a tight L1 forces small chunks
-    assert b["depth_first"]["peak_bytes"] <= 1.01 * b["min_peak_depth_first"]["peak_bytes"]
-    # the H x S x S map never exists in the depth-first form: the peak is below it
-    assert b["depth_first"]["peak_bytes"] < 8 * 81 * 81
+    assert (b["s"], b["e"], b["p"], b["h"]) == (81, 32, 32, 8) and b["fwsa"]["applied"]
+    lbl, dft, std = b["layer_by_layer"], b["depth_first"], b["depth_first_standard"]
+    for f in (lbl, dft, std):
+        assert f["peak_bytes"] == f["tensor_bytes"] + f["buffer_bytes"]
+    assert dft["variant"].startswith("FWSA") and not std["variant"].startswith("FWSA")
+    assert b["peak_ratio_depth_first"] == round(lbl["peak_bytes"] / std["peak_bytes"], 4)
+    assert b["cycles_ratio_depth_first"] == round(std["est_cycles"] / lbl["est_cycles"], 4)
+    assert b["peak_ratio_fwsa"] == round(std["peak_bytes"] / dft["peak_bytes"], 4)
+    assert b["peak_ratio_chosen"] == round(lbl["peak_bytes"] / dft["peak_bytes"], 4)
+    assert std["est_cycles"] == b["fwsa"]["cycles_standard"]  # the figure FWSA was decided on
+    # the H x S x S score map never exists depth-first, it does layer by layer
+    assert dft["peak_bytes"] < 8 * 81 * 81 < lbl["tensor_bytes"]
 
 
-def test_dft_tight_l1_reaches_bound():
-    """The smallest L1 the depth-first MHSA fits in (GAP9 reserves 10240 B of L1): 11688 B with
-    kl_mhsa_chunk's real scratch (6-row score / O_h groups) and the 1 KiB softmax table."""
-    d, _ = _solve(str(_example("eeg_block")), "gap9", "on", 21928, "off")
-    (b,) = d["blocks"]
-    assert b["depth_first"]["peak_bytes"] == b["min_peak_depth_first"]["peak_bytes"]
+def test_min_peak_depth_first_is_a_plan_the_tiler_produces():
+    """min_peak_depth_first comes with the compute-level capacity at which the tiler picks that
+    tiling: solving at that L1 (capacity + GAP9's L1 reserve) gives exactly that peak and tiles."""
+    d, _ = _solve(str(_example("eeg_block")), "gap9", "on", None, "off")
+    m = d["blocks"][0]["min_peak_depth_first"]
+    reserve = d["memory"]["L1"]["capacity"] - d["memory"]["L1"]["usable"]
+    d2, _ = _solve(str(_example("eeg_block")), "gap9", "on", m["capacity"] + reserve, "off")
+    got = d2["blocks"][0]["depth_first"]
+    assert (got["peak_bytes"], got["tiles"]["h"], got["tiles"]["x"], got["est_cycles"]) == (
+        m["peak_bytes"], m["h"], m["x"], m["est_cycles"])
+    assert d2["blocks"][0]["min_peak_depth_first"] == m  # nothing lower below that capacity
+
+
+def test_dft_paper_claim_on_stm32h7():
+    """The paper's claim, depth-first alone (standard attention, --fwsa off) against layer by
+    layer at the same budget (--l1 22K): peak >= 6.19x lower at <= 1.10x the estimated cycles
+    (benchmarks/dft_bench.py shows the budgets around it, and GAP9, where it is not reached)."""
+    net = str(_example("eeg_block"))
+    d, _ = _solve(net, "stm32h7", "on", 22 * 1024, "off")
+    l, _ = _solve(net, "stm32h7", "off", 22 * 1024, "off")
+    dft, lbl = d["blocks"][0]["depth_first"], l["blocks"][0]["layer_by_layer"]
+    assert lbl["peak_bytes"] / dft["peak_bytes"] >= 6.19
+    assert dft["est_cycles"] <= 1.10 * lbl["est_cycles"]
 
 
 @pytest.mark.parametrize("l1", [128000, 64000, 32000])
@@ -160,17 +142,31 @@ def test_bad_options(capsys, tmp_path, args, what):
     assert "Traceback" not in err
 
 
-def test_time_limit_flagged():
-    """A tiny deterministic limit: the plan is still produced; any unproven layer is flagged."""
-    sol = solve(str(_peer("Models_EEGFormer")), "gap9", SolveOptions(time_limit=1e-6))
-    for l in sol.plan.layers:
-        if not l.optimal:
-            assert any(l.name in w and "not proven optimal" in w for w in sol.plan.warnings)
+def test_time_limit_flagged(monkeypatch):
+    """A tiny deterministic limit on the CP-SAT product model (forced for every layer: the
+    candidate-table model's selection is exact and needs no limit): the plan is still produced,
+    some layer is not proven optimal, and every unproven layer is flagged in the warnings."""
+    import planner.tiling.table as table
+
+    monkeypatch.setattr(table, "MAX_ROWS", 0)  # every layer through solve_product
+    sol = solve(str(_example("ecg_block")), "gap9", SolveOptions(time_limit=1e-6))
+    unproven = [l for l in sol.plan.layers if not l.optimal]
+    assert unproven, "a 1e-6 deterministic limit proves nothing on the product model"
+    for l in unproven:
+        assert l.status == "feasible (time limit)"
+        assert any(l.name in w and "not proven optimal" in w for w in sol.plan.warnings)
+    assert all(l.optimal for l in solve(str(_example("ecg_block")), "gap9", SolveOptions()).plan.layers)
 
 
-def test_parse_bytes():
-    from planner.solve import parse_bytes
-    assert parse_bytes("64K") == 65536 and parse_bytes("1000") == 1000 and parse_bytes("1.5M") == 1572864
-    with pytest.raises(PlannerError):
-        parse_bytes("-3")
-    assert prod([1]) == 1
+@pytest.mark.parametrize("text,want", [("64K", 65536), ("64k", 65536), ("1000", 1000),
+                                       ("1.5M", 1572864), (" 2K ", 2048), ("1.5K", 1536)])
+def test_parse_bytes(text, want):
+    from planner.units import parse_bytes
+    assert parse_bytes(text) == want
+
+
+@pytest.mark.parametrize("text", ["-3", "0", "1.3", "K", "", "12KB", "0.1K", "lots"])
+def test_parse_bytes_refuses(text):
+    from planner.units import parse_bytes
+    with pytest.raises(PlannerError, match="bytes"):
+        parse_bytes(text)

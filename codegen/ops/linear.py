@@ -24,18 +24,27 @@ def emit(ctx: EmitContext, lp: LayerPlan, index: int) -> LayerCode:
     y = node.outputs[0]
     S, N, K = lp.dims["S"], lp.dims["N"], lp.dims["K"]
     rq = node.attrs.get("rq")
-    full_bias = bias is not None and g.tensors[bias].shape != (N,)
-    if full_bias and rq is None:
-        raise PlannerError(f"code generator: layer {lp.name}: a full [S][N] bias with an int32 "
-                           "output is not supported yet")
+    full_bias = bias is not None and lp.bias_kind == "full"
     e.add(describe_buffer(ctx, lp, e.need("x"), (S, K), ("S", "K"), elem_bytes(g, x)))
     e.add(describe_buffer(ctx, lp, e.need("w"), (N, K), ("N", "K"), 1))
-    if bias is not None:
+    bias_into_y = full_bias and e.need("bias").into == "y"
+    if full_bias and not bias_into_y and e.need("bias").access != "dma":
+        raise PlannerError(f"code generator: layer {lp.name}: a full [S][N] bias is the accumulator, "
+                           "so it must be a tile of its own (on a target without L1 it would be "
+                           "accumulated into the constant itself): not supported")
+    if bias is not None and not bias_into_y:
         shape, dims = ((S, N), ("S", "N")) if full_bias else ((N,), ("N",))
         e.add(describe_buffer(ctx, lp, e.need("bias"), shape, dims, 4))
     if e.buf("rq") is not None:
         e.add(describe_buffer(ctx, lp, e.need("rq"), (e.need("rq").bytes // 4,), (None,), 4))
-    e.add(describe_buffer(ctx, lp, e.need("y"), (S, N), ("S", "N"), elem_bytes(g, y)))
+    yk = e.add(describe_buffer(ctx, lp, e.need("y"), (S, N), ("S", "N"), elem_bytes(g, y)))
+    if bias_into_y:  # int32 output: the full bias tile is loaded straight into the y tile
+        if rq is not None:
+            raise PlannerError(f"code generator: layer {lp.name}: a bias loaded into y needs an int32 output")
+        yd = e.code.bufs[yk]
+        bd = describe_buffer(ctx, lp, e.need("bias"), (S, N), ("S", "N"), 4, check=False)
+        bd.near_off, bd.copy_bytes, bd.copies, bd.into = yd.near_off, yd.copy_bytes, 1, yk + 1
+        e.add(bd)
     for name in ("psum", "scratch"):
         if e.buf(name) is not None:
             e.add(describe_buffer(ctx, lp, e.need(name), (), (), 1))
@@ -47,12 +56,12 @@ def emit(ctx: EmitContext, lp: LayerPlan, index: int) -> LayerCode:
         rq_lines = rqm.c_rq("rq", place, g.tensors[y].shape, (S, N), (e.off("S"), e.off("N")))
     L = {
         "ident": e.ident, "lp": lp, "xs": xs, "rq_lines": rq_lines, "has_rq": rq is not None,
-        "k_split": k_split, "full_bias": full_bias,
+        "k_split": k_split, "full_bias": full_bias and not bias_into_y, "bias_into_y": bias_into_y,
         "S": e.ext("S"), "N": e.ext("N"), "K": e.ext("K"),
         "x": e.ptr("x", "const void"), "x_rs": e.st("x", 0),
         "w": e.ptr("w", "const int8_t"), "w_rs": e.st("w", 0),
-        "bias": e.ptr("bias", "int32_t") if bias is not None else "NULL",
-        "bias_rs": e.st("bias", 0) if full_bias else "0",
+        "bias": e.ptr("bias", "int32_t") if bias is not None and not bias_into_y else "NULL",
+        "bias_rs": e.st("bias", 0) if full_bias and not bias_into_y else "0",
         "y": e.ptr("y", "void"), "y_rs": e.st("y", 0),
         "psum": e.ptr("psum", "int32_t") if e.buf("psum") is not None else "NULL",
         "scratch": e.ptr("scratch", "void") if e.buf("scratch") is not None else "NULL",

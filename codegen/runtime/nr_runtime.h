@@ -52,7 +52,10 @@ typedef struct {
     uint32_t copy_bytes; /* distance between the copies of a double buffer */
     uint32_t stage_off;  /* L2 offset of the staging copies (home L3, reached through L2) */
     uint8_t kind, home, near, copies;
-    uint8_t elem, n_axes, pad[2];
+    uint8_t elem, n_axes;
+    uint8_t into;        /* 1 + index of the buffer whose current copy this one is loaded into
+                            (a full bias DMA'd straight into an int32 output tile), or 0 */
+    uint8_t pad;
     nr_axis_t ax[NR_MAX_AXES];
 } nr_buf_t;
 

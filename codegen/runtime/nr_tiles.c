@@ -222,6 +222,18 @@ void nr_run_tiles(const nr_layer_t *L, nr_body_fn body, int core_id, int n_cores
         /* this tile's inputs: loaded now unless prefetched; the copies it writes are free */
         for (k = 0; k < L->n_bufs; k++) {
             const nr_buf_t *b = &bufs[k];
+            if (b->into && (it == 0 || nr_changed(b, prev, cur))) {
+                /* loaded into another buffer's current copy: once that copy's store is done */
+                if (c0) {
+                    const int t = b->into - 1;
+                    nr_wait_out(pout[t][slot[t]]);
+                    pout[t][slot[t]] = NR_DMA_NONE;
+                    nr_wait_in(L->id, nr_buf_load(b, cur->off, cur->ext, slot[t]));
+                }
+                continue;
+            }
+            if (b->into)
+                continue;
             if (nr_is_in(b) && (it == 0 || nr_changed(b, prev, cur))) {
                 if (b->copies == 2 && it > 0) {
                     slot[k] ^= 1; /* loaded during the previous tile */

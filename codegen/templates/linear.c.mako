@@ -17,6 +17,10 @@ static void body_${L['ident']}(const nr_tile_t *t, int core_id, int n_cores)
                       KL_ACC_ADD, ${L['scratch']}, core_id, n_cores);
     if (${L['k_last']})
         kl_linear_finalize(${L['bias']}, ${L['bias_rs']}, NULL, ${L['y']}, ${L['y_rs']}, S, N, &rq, core_id, n_cores);
+% elif L['bias_into_y']:
+    /* int32 output with a full bias: the bias tile was loaded into the y tile; add every K chunk */
+    kl_linear_${L['xs']}_i32(${L['x']}, ${L['x_rs']}, ${L['w']}, ${L['w_rs']}, NULL, (int32_t *)${L['y']}, ${L['y_rs']}, S, N, K,
+                      KL_ACC_ADD, ${L['scratch']}, core_id, n_cores);
 % elif not L['has_rq']:
     /* int32 output: the y tile is the accumulator */
     kl_linear_${L['xs']}_i32(${L['x']}, ${L['x_rs']}, ${L['w']}, ${L['w_rs']}, (${L['k_first']}) ? ${L['bias']} : NULL,

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from planner.errors import PlannerError
 from planner.frontend.onnx_io import graph_inputs, load_model
 from planner.ir import Graph
@@ -59,34 +57,16 @@ def finish_import(graph: Graph, path: Path, fuse: bool, int16: str = "off") -> G
             from planner.transforms import canonicalize
             canonicalize(graph)
             infer_shapes(graph)
-    except ValueError as exc:
-        raise PlannerError(f"{path}: {exc}") from None
-    except PlannerError as exc:  # a node whose shapes do not fit: name the file too
-        raise PlannerError(f"{path}: {exc}") from None
+    except ValueError as exc:  # a node whose shapes do not fit (the IR op table's rules)
+        raise PlannerError(f"{path}: shapes do not fit: {exc}") from None
+    except PlannerError as exc:  # (a UsageError stays one)
+        raise type(exc)(f"{path}: {exc}") from None
     graph.remove_unused()
     return graph
 
 
 def infer_shapes(graph: Graph) -> None:
-    """Shapes and dtypes of every activation, by running the golden model on zeros.
-
-    Custom ops defeat onnx's shape inference; the golden model knows every op's shape rule.
-    """
-    from planner.golden.run import run_graph
-    from planner.transforms.dtypes import output_dtype
-
-    zeros = [np.zeros(graph.tensors[i].shape, dtype=np.int64) for i in graph.inputs]
-    with np.errstate(all="ignore"):
-        env = run_graph(graph, zeros, unfused=True, keep_all=True, check_ranges=False)
-    for node in graph.nodes:
-        for part in (node.parts or [node]):
-            for o in part.outputs:
-                if o in env:
-                    t = graph.tensors[o]
-                    t.shape = tuple(env[o].shape)
-                    t.dtype = output_dtype(graph, part)
-    for node in graph.nodes:
-        for o in node.outputs:
-            graph.tensors[o].shape = tuple(env[o].shape)
-            if node.parts:
-                graph.tensors[o].dtype = output_dtype(graph, node)
+    """Shapes and dtypes of every activation from the IR op table's shape rules
+    (planner.ir_ops.infer_shapes): loading a network never executes it."""
+    from planner.ir_ops import infer_shapes as by_rules
+    by_rules(graph)

@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from planner.ir_ops import conv_out, pool_out  # output extents: the IR op table's rules
+
 I32_MIN = -(2**31)
 I32_MAX = 2**31 - 1
 
@@ -260,8 +262,8 @@ def conv2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, strides: tuple
     xp = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
     sh, sw = strides
     dh, dw = dilations
-    oh = (xp.shape[2] - dh * (kh - 1) - 1) // sh + 1
-    ow = (xp.shape[3] - dw * (kw - 1) - 1) // sw + 1
+    oh = conv_out(h, kh, sh, pads[0], pads[2], dh)
+    ow = conv_out(wd, kw, sw, pads[1], pads[3], dw)
     out = np.zeros((n, m, oh, ow), dtype=np.int64)
     mg = m // group
     for g in range(group):
@@ -281,13 +283,8 @@ def maxpool(x: np.ndarray, kernel: tuple[int, ...], strides: tuple[int, ...], pa
     """N-D max pooling over the trailing len(kernel) axes; padding never wins (-inf)."""
     nd = len(kernel)
     spatial = x.shape[-nd:]
-    out_shape = []
-    for a in range(nd):
-        span = spatial[a] + pads[a] + pads[a + nd] - kernel[a]
-        o = (-(-span // strides[a]) if ceil_mode else span // strides[a]) + 1
-        if ceil_mode and (o - 1) * strides[a] >= spatial[a] + pads[a]:
-            o -= 1  # the last window must start inside the input or left padding
-        out_shape.append(o)
+    out_shape = [pool_out(spatial[a], kernel[a], strides[a], pads[a], pads[a + nd], ceil_mode)
+                 for a in range(nd)]
     neg = np.iinfo(np.int64).min
     pad_width = [(0, 0)] * (x.ndim - nd) + [
         (pads[a], pads[a + nd] + kernel[a] + strides[a] * out_shape[a]) for a in range(nd)]

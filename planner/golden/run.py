@@ -13,6 +13,7 @@ import numpy as np
 from planner.errors import PlannerError
 from planner.golden import ops
 from planner.ir import Graph, Node, Requant
+from planner.ir_ops import output_shapes, reshape_target
 from planner.limits import check_elements, fmt_shape
 
 Impl = Callable[[Node, list[np.ndarray]], list[np.ndarray]]
@@ -187,8 +188,7 @@ def _maxpool(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def onnx_reshape(x: np.ndarray, shape: list[int], allowzero: bool = False) -> np.ndarray:
-    target = [x.shape[i] if (d == 0 and not allowzero) else d for i, d in enumerate(shape)]
-    return x.reshape(target)
+    return x.reshape(reshape_target(x.shape, shape, allowzero))
 
 
 @impl("Reshape")
@@ -308,6 +308,7 @@ def run_nodes(nodes: list[Node], env: dict[str, np.ndarray], unfused: bool = Fal
             raise PlannerError(f"node {node.name} ({node.op}): out of host memory in the golden model "
                                "(inputs " + ", ".join(fmt_shape(a.shape) for a in args if a is not None)
                                + ")") from None
+        _check_shapes(node, outs, env)
         for name, val in zip(node.outputs, outs):
             env[name] = np.asarray(val, dtype=np.int64)
 
@@ -331,11 +332,22 @@ def _predicted_shape(node: Node, args: list[np.ndarray | None]) -> tuple[int, ..
     return None
 
 
+def _check_shapes(node: Node, outs: list[np.ndarray], env: dict[str, np.ndarray]) -> None:
+    """Each output has the shape the IR op table's rule gives (planner.ir_ops): the frontend infers
+    shapes from the same rules without running the network, so they must never disagree."""
+    want = output_shapes(node, lambda t: env[t].shape)
+    got = [tuple(np.shape(o)) for o in outs]
+    if got != want:
+        raise AssertionError(f"node {node.name} ({node.op}): the golden model computed shapes {got}, "
+                             f"the op table's shape rule gives {want} (planner/ir_ops.py)")
+
+
 def run_graph(graph: Graph, inputs: list[np.ndarray], unfused: bool = False,
               keep_all: bool = False, check_ranges: bool = True) -> dict[str, np.ndarray]:
     """Run the graph on int64 inputs (positional); returns graph outputs (or every tensor).
 
-    unfused: run fused nodes through their parts; check_ranges=False only for shape inference.
+    unfused: run fused nodes through their parts; check_ranges=False skips the int32 range checks
+    (running on arbitrary values, e.g. zeros in tests).
     """
     env: dict[str, np.ndarray] = {n: t.data for n, t in graph.tensors.items() if t.is_const}
     for name, arr in zip(graph.inputs, inputs):

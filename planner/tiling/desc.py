@@ -56,6 +56,10 @@ class BufferSpec:
                                  # (instead of unit_bytes * t) for formulas that are not products
     once: bool = False           # moved in one pass after the loop nest's outer loops (not
                                  # reloaded by outer loops it does not depend on)
+    align: int = 1               # its base address must be a multiple of this (the kernel
+                                 # description's operand alignment beyond the planner's packing)
+    into: str | None = None      # DMA'd straight into that buffer's tile (no footprint of its
+                                 # own: unit_bytes 0), e.g. a full bias loaded into an int32 y
 
     @property
     def moved(self) -> bool:
@@ -130,7 +134,8 @@ class Variant:
         return (self.op, self.kernel, self.label, self.level,
                 tuple((d.name, d.size, d.candidates) for d in self.loops),
                 tuple((b.name, b.kind, b.dims, b.unit_bytes, b.full_bytes, b.home, b.passes,
-                       b.only_if_split, b.activation, b.once, b.table) for b in self.buffers),
+                       b.only_if_split, b.activation, b.once, b.table, b.align, b.into)
+                      for b in self.buffers),
                 tuple(self.compute), tuple(self.overhead), tuple(sorted(self.min_tile.items())),
                 tuple(self.l2_extra))
 
@@ -144,6 +149,16 @@ class LayerDesc:
     variants: list[Variant]
     macs: int
     untiled_reason: str | None = None
+
+
+def reserved_bytes(nbytes: int, align: int, base: int) -> int:
+    """Bytes one copy takes in a level packed at `base` alignment when it needs `align`: rounded
+    up to `align`, plus the worst padding before it (align - base) when align > base, so that a
+    footprint counted this way always fits whatever the packing order."""
+    if nbytes <= 0:
+        return 0
+    a = max(align, base)
+    return -(-nbytes // a) * a + (a - base if a > base else 0)
 
 
 def candidate_sizes(size: int, allowed: Callable[[int], bool], minimum: int = 1,

@@ -106,7 +106,28 @@ def _params_buf(ctx: BuildContext, node: Node) -> list[BufferSpec]:
 # --------------------------------------------------------------------------------------- Linear
 
 
+def bias_kind(graph: Graph, node: Node) -> str | None:
+    """"vector" (bias[N]) or "full" (an int32 [S][N] matrix, one value per output) of a Linear's
+    bias as planner.transforms.fuse.fold_bias leaves it; None without a bias."""
+    bias = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] else None
+    if bias is None:
+        return None
+    kind = node.attrs.get("bias_kind")
+    if kind is not None:
+        return kind
+    n_out = graph.tensors[node.inputs[1]].shape[0]
+    return "vector" if graph.tensors[bias].size == n_out else "full"
+
+
 def linear(ctx: BuildContext, node: Node) -> LayerDesc:
+    """kl_linear over S x N x K tiles. The int32 accumulator of a tile lives in
+      * `psum` (S x N int32, local) when K is split and the bias is a vector (or absent);
+      * the `bias` tile when the bias is full ([S][N] int32): it is DMA'd in, every K chunk is
+        added to it (kl_linear_*_i32, KL_ACC_ADD) and kl_linear_finalize (bias NULL)
+        requantizes it into y -- no psum;
+      * the `y` tile itself when the output is int32 (no requantization): a full bias is DMA'd
+        straight into y (`bias` has no footprint, its traffic is counted) and y accumulates.
+    variant attrs: bias_kind, accumulator ("psum" | "bias" | "y" | None: no int32 buffer)."""
     g = ctx.graph
     x, w = node.inputs[0], node.inputs[1]
     bias = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] else None
@@ -121,30 +142,44 @@ def linear(ctx: BuildContext, node: Node) -> LayerDesc:
     dN = _dim(ctx, "N", n_out, k_, full, "N", dominated=row_split)
     dK = _dim(ctx, "K", kk, k_, full, "K")
     if row_split:
-        term = ComputeTerm("linear", k_.efficiency, "mac", "S", "rows", 1, n_out * kk)
+        terms = [ComputeTerm("linear", k_.efficiency, "mac", "S", "rows", 1, n_out * kk)]
     else:  # fewer rows than cores: the kernel splits the output features
-        term = ComputeTerm("linear", k_.efficiency, "mac", "N", "rows", s, kk)
+        terms = [ComputeTerm("linear", k_.efficiency, "mac", "N", "rows", s, kk)]
+    kind = bias_kind(g, node)
+    out_i32 = node.attrs.get("rq") is None and ctx.eb(y) == 4
     bufs = [
         BufferSpec("x", x, "in", ("S", "K"), ctx.eb(x), ctx.tensor_bytes(x), ctx.act_home),
         _weight(ctx, w, "w", ("N", "K"), ctx.eb(w)),
     ]
-    if bias:
+    accumulator = None
+    if kind == "vector":
         bufs.append(_weight(ctx, bias, "bias", ("N",), 4))
+    elif kind == "full" and out_i32:  # loaded into the int32 y tile, which accumulates
+        bufs.append(BufferSpec("bias", bias, "weight", ("S", "N"), 0, ctx.tensor_bytes(bias),
+                               ctx.whome(bias), activation=False, into="y"))
+        accumulator = "y"
+    elif kind == "full":  # the bias tile is the accumulator, requantized into y at the end
+        bufs.append(_weight(ctx, bias, "bias", ("S", "N"), 4))
+        fin = kernel("linear_finalize", ctx.isa)
+        terms.append(ComputeTerm("finalize", fin.efficiency, "elem", "S", fin.split, n_out, 1))
+        accumulator = "bias"
     bufs += _params_buf(ctx, node)
-    bufs += [
-        BufferSpec("y", y, "out", ("S", "N"), ctx.eb(y), ctx.tensor_bytes(y), ctx.act_home),
-        BufferSpec("psum", None, "local", ("S", "N"), 4, only_if_split="K"),
-    ]
+    bufs.append(BufferSpec("y", y, "out", ("S", "N"), ctx.eb(y), ctx.tensor_bytes(y), ctx.act_home))
+    if accumulator is None:
+        bufs.append(BufferSpec("psum", None, "local", ("S", "N"), 4, only_if_split="K"))
+        accumulator = "psum" if dK.tiled else None
     sdims, sunit = k_.scratch_product(full, ["K"] if dK.tiled else [], cores)
     if sunit:
-        bufs.append(BufferSpec("scratch", None, "scratch", sdims, sunit))
+        bufs.append(BufferSpec("scratch", None, "scratch", sdims, sunit,
+                               align=k_.desc.operand_align("scratch", k_.isa)))
     variants = []
     for order in (("N", "S", "K"), ("S", "N", "K")):
         loops = [{"S": dS, "N": dN, "K": dK}[d] for d in order]
         variants.append(Variant(node.name, "Linear", k_.function, f"order {','.join(order)}", ctx.level,
-                                loops, bufs, [term], [OverheadTerm(order)], node_macs(g, node),
+                                loops, bufs, terms, [OverheadTerm(order)], node_macs(g, node),
                                 min_tile={"S": min(cores, s)} if row_split else {},
-                                attrs={"kernel": k_.name, "rules": _rules(k_, full, ("S", "N", "K"))}))
+                                attrs={"kernel": k_.name, "rules": _rules(k_, full, ("S", "N", "K")),
+                                       "bias_kind": kind, "accumulator": accumulator}))
         if not (dS.tiled or dN.tiled):
             break  # the order does not matter
     return LayerDesc(node.name, "Linear", variants, node_macs(g, node))
@@ -187,7 +222,8 @@ def matmul(ctx: BuildContext, node: Node) -> LayerDesc:
     bufs.append(BufferSpec("y", y, "out", ("B", "M"), n * ctx.eb(y), ctx.tensor_bytes(y), ctx.act_home))
     sdims, sunit = k_.scratch_product(full, [], cores)
     if sunit:
-        bufs.append(BufferSpec("scratch", None, "scratch", sdims, sunit))
+        bufs.append(BufferSpec("scratch", None, "scratch", sdims, sunit,
+                               align=k_.desc.operand_align("scratch", k_.isa)))
     v = Variant(node.name, "MatMul", k_.function, "order B,M", ctx.level, [dB, dM], bufs, [term],
                 [OverheadTerm(("B", "M"))], node_macs(g, node),
                 attrs={"kernel": k_.name, "rules": _rules(k_, full, ("M",))})
@@ -240,7 +276,8 @@ def rowwise(ctx: BuildContext, node: Node) -> LayerDesc:
     # a row-split kernel is called with min(rows, cores) cores: its per-core scratch follows
     table = tuple((t, _row_scratch(k_, kd_dims, t, c, ctx.cores)) for t in dR.candidates)
     if any(b for _, b in table):
-        bufs.append(BufferSpec("scratch", None, "scratch", ("R",), 0, table=table))
+        bufs.append(BufferSpec("scratch", None, "scratch", ("R",), 0, table=table,
+                               align=k_.desc.operand_align("scratch", k_.isa)))
     v = Variant(node.name, node.op, k_.function, "rows", ctx.level, [dR], bufs, [term],
                 [OverheadTerm(("R",))], 0, attrs={"kernel": k_.name, "rules": _rules(k_, full, (kd_dims[0],))})
     return LayerDesc(node.name, node.op, [v], 0)
@@ -351,13 +388,14 @@ def _chunk_candidates(key: tuple, s: int, rule) -> tuple[int, ...]:
     return _CANDIDATES[key]
 
 
-def _chunk_scratch(ch: _Chunk, candidates, proj_scratch: int, cores: int) -> list[BufferSpec]:
+def _chunk_scratch(ch: _Chunk, candidates, proj_scratch: int, cores: int, lin: KernelInfo) -> list[BufferSpec]:
     """One scratch buffer shared by the step's kernels (projections by kl_linear, then
-    kl_mhsa_chunk), by chunk size."""
+    kl_mhsa_chunk), by chunk size, at the stricter of their alignments."""
     table = tuple((t, max(proj_scratch, ch.scratch(t, cores))) for t in candidates)
     if not any(b for _, b in table):
         return []
-    return [BufferSpec("scratch", None, "scratch", ("x",), 0, table=table)]
+    align = max(lin.desc.operand_align("scratch", lin.isa), ch.k.desc.operand_align("scratch", ch.k.isa))
+    return [BufferSpec("scratch", None, "scratch", ("x",), 0, table=table, align=align)]
 
 
 def _chunk_terms(ch: _Chunk, h: int, s: int) -> list[ComputeTerm]:
@@ -435,7 +473,7 @@ def mhsa_dft(ctx: BuildContext, node: Node) -> LayerDesc:
     ]
     # the projections (kl_linear, K = E) share the chunk kernel's scratch buffer
     proj = max(lin.scratch({"S": 1, "N": p, "K": e}, cores), lin.scratch({"S": s, "N": p, "K": e}, cores))
-    scratch = _chunk_scratch(ch, dx.candidates, proj, cores)
+    scratch = _chunk_scratch(ch, dx.candidates, proj, cores, lin)
     acc_b = ch.acc_b
     variants = []
     single = not ctx.tiles_allowed()  # compute level is the activations' home (no L1)
@@ -547,7 +585,7 @@ def mhsa_fwsa_dft(ctx: BuildContext, node: Node) -> LayerDesc:
     if not kmode:  # kl_linear's output, the chunk kernel's q input (8 bit)
         local.append(BufferSpec("istar_rows", None, "local", ("x",), e))
     proj = max(lin.scratch({"S": 1, "N": e, "K": e}, cores), lin.scratch({"S": s, "N": p, "K": e}, cores))
-    scratch = _chunk_scratch(ch, dx.candidates, proj, cores)
+    scratch = _chunk_scratch(ch, dx.candidates, proj, cores, lin)
     acc_b = ch.acc_b
     single = not ctx.tiles_allowed()
     variants = []
@@ -587,6 +625,26 @@ BUILDERS = {
     "Linear": linear, "MatMul": matmul, "Add": rowwise, "RequantShift": rowwise, "Softmax": rowwise,
     "LayerNorm": rowwise, "GELU": rowwise, "Lut": rowwise, "MHSA": mhsa,
 }
+
+
+def not_deployable(graph: Graph) -> list[str]:
+    """Why the graph cannot run on the kernel library as planned: one reason per node whose op
+    has no kernel (it would be planned "untiled", golden model only) or that a kernel cannot
+    compute as the IR states it. Empty: every layer has a kernel."""
+    from planner.ir import LAYOUT_OPS
+
+    supported = ", ".join(sorted(BUILDERS))
+    out = []
+    for node in graph.nodes:
+        if node.op in LAYOUT_OPS:
+            continue
+        if node.op not in BUILDERS:
+            out.append(f"node {node.name}: op {node.op} has no kernel in kernel_lib (golden model only; "
+                       f"not yet tiled); ops with kernels: {supported}")
+        elif node.op == "Linear" and node.attrs.get("alpha", 1) != 1:
+            out.append(f"node {node.name}: Linear with alpha = {node.attrs['alpha']} and no "
+                       "requantization after it: kl_linear has no alpha scaling")
+    return out
 
 
 def describe(ctx: BuildContext, node: Node) -> LayerDesc:

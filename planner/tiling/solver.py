@@ -1,4 +1,4 @@
-"""The ONE generic CP-SAT tiler: any `Variant` in, tile sizes and buffering out.
+"""The ONE generic tiler: any `Variant` in, tile sizes and buffering out.
 
 Two encodings of the same problem (both mirror `planner.cost.evaluate` exactly, in integer units of
 1/SCALE cycle; tests/test_tiling.py checks both against exhaustive enumeration):
@@ -7,12 +7,12 @@ Candidate-table model (`solve_table`, used whenever the choice space has at most
 planner.tiling.table.MAX_ROWS points -- every layer of the examples, peer graphs and the 12-block
 stress model): every tile-size combination and buffering choice is evaluated at once with numpy
 (`planner.tiling.table.build_table`), reduced exactly to its Pareto front over (cycles, bytes),
-aligned footprint and staging bytes; CP-SAT then chooses one front point (one boolean each,
-exactly one) under the capacities (linear constraints), minimizing cycles then bytes. A pure
-assignment with a linear objective: milliseconds, proven optimal, and the front is reused for every
-capacity.
+aligned footprint and staging bytes. Choosing one front point under the capacities, minimizing
+cycles then bytes, is then exact selection: the front is sorted in objective order, so the optimum
+is the first point that fits (an assignment CP-SAT used to solve, in ~10 ms a call; the answers are
+the same). Microseconds, always proven optimal, and the front is reused for every capacity.
 
-Product model (`solve_product`, larger spaces):
+Product model (`solve_product`, larger spaces; CP-SAT, imported only here):
   * per loop dim, boolean selectors over its candidate tile sizes (exactly one); the tile size t,
     the number of tiles n = ceil(D/t), "split" (n >= 2) and every core-split table are linear in
     the selectors (the non-linear ceil is tabulated);
@@ -32,10 +32,9 @@ from dataclasses import dataclass
 from math import prod
 
 import numpy as np
-from ortools.sat.python import cp_model
 
 from planner.cost import CostParams, Evaluation, evaluate, par_sum
-from planner.tiling.desc import Variant
+from planner.tiling.desc import Variant, reserved_bytes
 from planner.tiling.table import Table, build_table
 
 
@@ -50,7 +49,9 @@ class TileResult:
     status: str          # "optimal", "feasible (time limit)", ...
 
 
-def _new_solver(time_limit: float, seed: int) -> cp_model.CpSolver:
+def _new_solver(time_limit: float, seed: int) -> "cp_model.CpSolver":
+    from ortools.sat.python import cp_model  # only the product model needs CP-SAT (import ~0.3-0.8 s)
+
     s = cp_model.CpSolver()
     p = s.parameters
     p.num_workers = 1
@@ -65,6 +66,8 @@ class _Model:
     """CP-SAT encoding of one variant. Every expression carries its upper bound (`_E`)."""
 
     def __init__(self, params: CostParams, v: Variant, capacity: int, staging_capacity: int | None):
+        from ortools.sat.python import cp_model
+
         self.params, self.v = params, v
         m = self.m = cp_model.CpModel()
         order = [d.name for d in v.loops]
@@ -239,7 +242,7 @@ class _Model:
         self.m.add(v == 0).only_enforce_if(~flag.x)
         return _E(v, expr.ub)
 
-    def choice(self, solver: cp_model.CpSolver) -> tuple[dict[str, int], frozenset[str]]:
+    def choice(self, solver: "cp_model.CpSolver") -> tuple[dict[str, int], frozenset[str]]:
         tiles = {}
         for d in self.v.loops:
             t = self.t[d.name].x
@@ -288,43 +291,28 @@ def solve_variant(params: CostParams, v: Variant, capacity: int, staging_capacit
 
 def solve_table(params: CostParams, table: Table, capacity: int, staging_capacity: int | None = None,
                 time_limit: float = 10.0, seed: int = 0) -> TileResult | None:
-    """CP-SAT on the Pareto front of the variant's tiling choices (planner.tiling.table): one
-    boolean per front point, exactly one chosen, the capacities as linear constraints, the objective
-    estimated cycles (scaled) then bytes, lexicographically. A pure assignment: milliseconds."""
+    """The optimum on the Pareto front of the variant's tiling choices (planner.tiling.table).
+
+    The assignment "one front point, aligned bytes <= capacity (staged bytes <= the staging
+    capacity), minimal (cycles, bytes)" is solved exactly by selection: the front is sorted in
+    objective order with no two points equal, and the choices staging too much were dropped when
+    the table was built, so the optimum is the first point that fits. No solver and no time limit
+    are involved (time_limit and seed are accepted for the product model's signature); the result
+    is always proven optimal. tests/test_tiling.py checks it against exhaustive enumeration."""
     v = table.variant
     assert table.staging_capacity == staging_capacity, "table built for another staging capacity"
-    n = len(table)
     feasible = table.aligned <= capacity
-    if n == 0 or not feasible.any():
+    if staging_capacity is not None:
+        feasible &= table.staging <= staging_capacity
+    if len(table) == 0 or not feasible.any():
         return None
-    m = cp_model.CpModel()
-    z = [m.new_bool_var(f"z{i}") for i in range(n)]
-    m.add_exactly_one(z)
-    m.add(cp_model.LinearExpr.weighted_sum(z, table.aligned.tolist()) <= capacity)
-    if staging_capacity is not None and table.staging.any():
-        m.add(cp_model.LinearExpr.weighted_sum(z, table.staging.tolist()) <= staging_capacity)
-    # lexicographic (cycles, bytes) as one integer objective: the front is sorted in objective
-    # order (cycles, then bytes, then aligned bytes) with no two points equal, so point i's
-    # position is its rank -- exact, unique optimum, small coefficients
-    m.minimize(cp_model.LinearExpr.weighted_sum(z, list(range(n))))
-    small = int(np.argmin(np.where(feasible, table.aligned, np.iinfo(np.int64).max)))
-    m.add_hint(z[small], True)  # the smallest footprint: a feasible start, not the optimum
-    solver = _new_solver(time_limit, seed)
-    status = solver.solve(m)
-    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        if status == cp_model.UNKNOWN:  # time limit before any solution: the smallest footprint
-            pick, proven = small, False
-        else:
-            return None
-    else:
-        pick = next(i for i in range(n) if solver.boolean_value(z[i]))
-        proven = status == cp_model.OPTIMAL
+    pick = int(np.argmax(feasible))  # the first True: the best point that fits
     tiles, double = table.row(pick)
     ev = evaluate(params, v, tiles, double)
     if ev.cost != int(table.cost[pick]):  # the table and the evaluator must agree exactly
         raise AssertionError(f"tiler table mismatch on {v.layer} ({v.label}): table {table.cost[pick]}, "
                              f"evaluator {ev.cost} for tiles {tiles}, double {sorted(double)}")
-    return TileResult(v, ev, proven, "optimal" if proven else "feasible (time limit)")
+    return TileResult(v, ev, True, "optimal")
 
 
 def solve_product(params: CostParams, v: Variant, capacity: int, staging_capacity: int | None = None,
@@ -345,8 +333,9 @@ def solve_product(params: CostParams, v: Variant, capacity: int, staging_capacit
 
 
 def aligned_footprint(ev: Evaluation, align: int) -> int:
-    """Compute-level bytes as the memory planner packs them (each copy aligned)."""
-    return sum(-(-b.tile_bytes // align) * align * b.copies for b in ev.buffers
+    """Compute-level bytes as the memory planner packs them (each copy aligned, at the buffer's
+    own alignment where it needs more: planner.tiling.desc.reserved_bytes)."""
+    return sum(reserved_bytes(b.tile_bytes, b.align, align) * b.copies for b in ev.buffers
                if b.present and b.access != "inplace" and (b.access == "dma" or b.kind in ("local", "scratch")))
 
 
@@ -354,6 +343,8 @@ def _solve_product(params: CostParams, v: Variant, capacity: int, staging_capaci
                    time_limit: float = 10.0, seed: int = 0) -> TileResult | None:
     """Phase 1 minimizes the cycles (`optimal` reports whether that optimum is proven); phase 2 keeps
     those cycles and minimizes the bytes (ties broken by memory) within TIE_BREAK_LIMIT."""
+    from ortools.sat.python import cp_model
+
     model = _Model(params, v, capacity, staging_capacity)
     model.m.minimize(model.cost)
     small = {d.name: min(c for c in d.candidates if c >= v.min_tile.get(d.name, 1) or c == d.size)

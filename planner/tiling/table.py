@@ -38,8 +38,11 @@ from planner.tiling.desc import Variant
 MAX_ROWS = 1_500_000   # tiling choices enumerated at most; larger spaces use the product model
 
 
-def _align(a: np.ndarray, align: int) -> np.ndarray:
-    return -(-a // align) * align
+def _align(a: np.ndarray, align: int, need: int = 1) -> np.ndarray:
+    """Bytes per copy as packed at `align`, for a buffer that needs `need` (reserved_bytes)."""
+    if need <= align:
+        return -(-a // align) * align
+    return np.where(a > 0, -(-a // need) * need + (need - align), 0)
 
 
 @dataclass
@@ -82,10 +85,11 @@ class Table:
 
 
 def build_table(params: CostParams, v: Variant, align: int = 1, staging_capacity: int | None = None,
-                max_rows: int = MAX_ROWS) -> Table | None:
+                max_rows: int | None = None) -> Table | None:
     """Enumerate and evaluate every tiling choice of `v`; None when there are more than max_rows.
     Choices whose staged bytes exceed `staging_capacity` are dropped first (the staging level's
     capacity is one figure per solve), so the front is over (cycles, bytes) and aligned bytes."""
+    max_rows = MAX_ROWS if max_rows is None else max_rows
     cores = params.cores
     order = [d.name for d in v.loops]
     cands = [tuple(c for c in d.candidates if c >= v.min_tile.get(d.name, 1) or c == d.size) for d in v.loops]
@@ -158,19 +162,19 @@ def build_table(params: CostParams, v: Variant, align: int = 1, staging_capacity
             dma_all += dma
             staged = params.staging_level(b, v.level) is not None
             foot += tb
-            foot_al += _align(tb, align)
+            foot_al += _align(tb, align, b.align)
             if staged:
                 stage += tb
             if b.activation:
                 act += tb
             gain = dma - first
             if b.unit_bytes > 0 and np.any(gain > 0):
-                items.append((b.name, gain, tb, _align(tb, align), staged, b.activation))
+                items.append((b.name, gain, tb, _align(tb, align, b.align), staged, b.activation))
         elif acc == "inplace":
             hidden += np.where(present, sum(l.byte_cost * traffic for l in params.legs(b.home, v.level)), 0)
         elif b.kind in ("local", "scratch"):
             foot += tb
-            foot_al += _align(tb, align)
+            foot_al += _align(tb, align, b.align)
             if b.activation:
                 act += tb
     # double-buffering groups: buffers with identical figures at every tile choice

@@ -22,7 +22,40 @@ def _remove(graph: Graph, node: Node) -> None:
 
 
 def fold_bias(graph: Graph) -> None:
-    """Linear followed by Add(const) → Linear with bias (the sum is the same int32 accumulator)."""
+    """Linear followed by Add(const) → Linear with bias (the sum is the same int32 accumulator);
+    then every Linear bias in one of the two forms the kernels take (normalize_bias)."""
+    _fold_bias_adds(graph)
+    for lin in graph.nodes:
+        if lin.op == "Linear":
+            normalize_bias(graph, lin)
+
+
+def normalize_bias(graph: Graph, lin: Node) -> None:
+    """A Linear's bias as a vector [N] (`bias_kind` "vector": the same for every row; scalars and
+    [1..1, N] forms are expanded) or as a full int32 matrix of the output's shape ("full": it
+    varies along the rows; row-broadcast forms such as [S, 1] are expanded), in int32, which is
+    what kl_linear reads (bias[N]) or what becomes the accumulator tile (planner/tiling/ops.py).
+    Exact: the same values are added to the same accumulators."""
+    if len(lin.inputs) < 3 or not lin.inputs[2]:
+        lin.attrs.pop("bias_kind", None)
+        return
+    t = graph.tensors[lin.inputs[2]]
+    out_shape = tuple(graph.tensors[lin.outputs[0]].shape)
+    n_out = graph.tensors[lin.inputs[1]].shape[0]
+    data = np.asarray(t.data, dtype=np.int64)
+    if data.size == 1 or all(d == 1 for d in data.shape[:-1]):
+        kind, value = "vector", np.broadcast_to(data.reshape(-1), (n_out,)) if data.size != n_out else data.reshape(n_out)
+    else:
+        kind, value = "full", np.broadcast_to(data, out_shape)
+    lin.attrs["bias_kind"] = kind
+    if value.shape == data.shape and t.dtype == "int32":
+        return
+    name = f"{lin.name}.bias" if lin.inputs[2] != f"{lin.name}.bias" else lin.inputs[2]
+    graph.tensors[name] = Tensor(name, tuple(value.shape), "int32", np.ascontiguousarray(value))
+    lin.inputs = lin.inputs[:2] + [name]
+
+
+def _fold_bias_adds(graph: Graph) -> None:
     for lin in [n for n in graph.nodes if n.op == "Linear" and "rq" not in n.attrs]:
         add = _single_consumer(graph, lin.outputs[0])
         if add is None or add.op != "Add" or add.attrs:
@@ -49,6 +82,7 @@ def _fold_alpha(graph: Graph, lin: Node, rq: Requant) -> Requant:
     if len(lin.inputs) > 2:
         add = add + graph.tensors[lin.inputs[2]].data * rq.mul
         lin.inputs = lin.inputs[:2]
+        lin.attrs.pop("bias_kind", None)
     return Requant(rq.mul * alpha, np.asarray(add), rq.div, rq.n_levels, rq.signed)
 
 

@@ -32,7 +32,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from planner.analysis import fwsa_figures
+from planner.analysis import block_fwsa_figures
 from planner.errors import PlannerError
 from planner.ir import Graph, Node, Requant, Tensor
 
@@ -393,27 +393,6 @@ def unfuse_qk(graph: Graph, node: Node) -> None:
 # --------------------------------------------------------------------------- decisions
 
 
-def fwsa_node_figures(node: Node, row_term: bool | None = None) -> tuple[int, int, int, int]:
-    """(params_before, params_after, macs_before, macs_after) of the whole attention block.
-
-    fwsa_figures, plus the row term (H·E weights, H·S·E MACs) for a block without softmax.
-    """
-    a = node.attrs
-    f = fwsa_figures(a["s"], a["e"], a["p"], a["h"])
-    if row_term is None:
-        row_term = a["softmax"] is None
-    extra_p = a["h"] * a["e"] if row_term else 0
-    extra_m = a["h"] * a["s"] * a["e"] if row_term else 0
-    return f.params_unfused, f.params_fused + extra_p, f.macs_unfused, f.macs_fused + extra_m
-
-
-def fwsa_node_macs(node: Node) -> int:
-    """MACs of an MHSA node in its current form (FWSA or not)."""
-    fw = node.attrs.get("fwsa")
-    pb, pa, mb, ma = fwsa_node_figures(node, None if fw is None else fw.w_row is not None)
-    return ma if fw is not None else mb
-
-
 def _mhsa_inputs_from_calibration(graph: Graph, calib_inputs) -> dict[str, np.ndarray]:
     from planner.golden.run import run_graph
     samples = _as_samples(calib_inputs)
@@ -446,7 +425,8 @@ def apply_fwsa(graph: Graph, mode: str = "auto",
         unfuse_qk(graph, node)
         softmax = node.attrs["softmax"] is not None
         row_term = fuse_kwargs.get("row_term")
-        pb, pa, mb, ma = fwsa_node_figures(node, (not softmax) if row_term is None else row_term)
+        f = block_fwsa_figures(node, (not softmax) if row_term is None else row_term)
+        pb, pa, mb, ma = f.params_unfused, f.params_fused, f.macs_unfused, f.macs_fused
         a = node.attrs
         shape = f"S={a['s']} E={a['e']} P={a['p']} H={a['h']}"
 

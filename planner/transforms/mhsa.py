@@ -72,6 +72,8 @@ def _match(graph: Graph, av: Node) -> dict | None:
     out = _sole_consumer(graph, merge_r.outputs[0])
     if out is None or out.op != "Linear":
         return None
+    if any(lin.attrs.get("bias_kind") == "full" for lin in (q.linear, k.linear, v.linear, out)):
+        return None  # the depth-first kernel takes per-feature biases; full ones stay Linear layers
     xs = graph.tensors[x].shape
     _, h, s, p = graph.tensors[q.transpose.outputs[0]].shape
     if len(xs) < 2 or xs[-2] != s or any(d != 1 for d in xs[:-2]):
