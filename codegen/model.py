@@ -139,6 +139,9 @@ def describe_buffer(ctx: EmitContext, lp: LayerPlan, bp: BufferPlan, shape: tupl
     tiles = tile_sizes(lp)
     near = lp.compute_level
     if bp.kind in ("local", "scratch"):
+        if bp.offset % max(1, bp.align):
+            raise PlannerError(f"code generator: layer {lp.name}, buffer {bp.name}: offset {bp.offset} "
+                               f"is not {bp.align}-byte aligned as the kernel needs")
         return BufDesc(bp.name, "local", elem, near, bp.offset, near, bp.offset, 1, bp.bytes, NO_STAGE, [])
     if home is None:
         if bp.tensor is not None and not ctx.graph.tensors[bp.tensor].is_const:
@@ -151,6 +154,13 @@ def describe_buffer(ctx: EmitContext, lp: LayerPlan, bp: BufferPlan, shape: tupl
             home_strides = tuple(s * elem for s in _row_major(shape))
     axes = [Axis(None if d is None else li[d], n, s) for d, n, s in zip(dims, shape, home_strides)]
     if bp.access == "dma":
+        # the tiler's view of the buffer (plan.json dims, align) and the code generator's agree
+        if check and bp.dims and sorted(set(d for d in dims if d)) != sorted(bp.dims):
+            raise PlannerError(f"code generator: layer {lp.name}, buffer {bp.name}: its tile follows "
+                               f"{sorted(set(d for d in dims if d))}, the plan says {sorted(bp.dims)}")
+        if bp.offset % max(1, bp.align):
+            raise PlannerError(f"code generator: layer {lp.name}, buffer {bp.name}: offset {bp.offset} "
+                               f"is not {bp.align}-byte aligned as the kernel needs")
         kind = {"in": "in", "weight": "in", "out": "out", "inout": "inout"}[bp.kind]
         tile_elems = prod(tiles[d] if d is not None else n for d, n in zip(dims, shape))
         if check and tile_elems * elem != bp.bytes:
