@@ -114,6 +114,9 @@ def _hardware(hw_spec: str | Path, opts: SolveOptions) -> tuple[HardwareModel, i
     from planner.hw import load_hw_model, with_overrides
 
     hw0 = load_hw_model(hw_spec)
+    if opts.weights == "l3" and not hw0.has_level("L3"):
+        raise UsageError(f"--weights l3: hardware model '{hw0.name}' has no L3 (its levels: "
+                         f"{', '.join(hw0.levels)}); use auto or l2")
     if opts.l1 is not None and not hw0.has_level("L1"):
         raise UsageError(f"--l1: hardware model '{hw0.name}' has no L1 (its levels: {', '.join(hw0.levels)})")
     hw = with_overrides(hw0, l1=opts.l1, l2=opts.l2) if (opts.l1 or opts.l2) else hw0
