@@ -248,7 +248,10 @@ def emit(plan: Plan, graph: Graph, out_dir: str | Path) -> Emitted:
         "runtime/nr_tiles.c": CODEGEN_DIR / "runtime" / "nr_tiles.c",
         "runtime/nr_io.h": CODEGEN_DIR / "runtime" / "nr_io.h",
         "runtime/nr_io.c": CODEGEN_DIR / "runtime" / "nr_io.c",
-        "runtime/nr_libc.c": CODEGEN_DIR / "runtime" / "nr_libc.c",
+        # the libc shim and the semihosting console of the bare-metal builds, shared with kernel_lib's tests
+        "runtime/kl_rt.c": KERNEL_LIB / "targets" / "common" / "kl_rt.c",
+        "runtime/semihost_io.c": KERNEL_LIB / "targets" / "common" / "semihost_io.c",
+        "runtime/platform.h": KERNEL_LIB / "targets" / "platform.h",
         "platform/host/nr_plat_host.c": CODEGEN_DIR / "platforms" / "host" / "nr_plat_host.c",
         "platform/host/main.c": CODEGEN_DIR / "platforms" / "host" / "main.c",
         "platform/host/nr_platform.h": CODEGEN_DIR / "platforms" / "host" / "nr_platform.h",

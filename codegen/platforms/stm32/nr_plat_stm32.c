@@ -6,9 +6,11 @@
 #include <stdint.h>
 
 #include "nr_io.h"
+#include "platform.h"
 #include "nr_runtime.h"
 
-static int nr_semihost(int op, const void *arg)
+/* the semihosting call of kernel_lib/targets/common/semihost_io.c (runtime/semihost_io.c) */
+int kl_semihost(int op, const void *arg)
 {
     register int r0 __asm__("r0") = op;
     register const void *r1 __asm__("r1") = arg;
@@ -16,32 +18,9 @@ static int nr_semihost(int op, const void *arg)
     return r0;
 }
 
-#define SYS_WRITE0 0x04
-#define SYS_EXIT_EXTENDED 0x20
-#define ADP_STOPPED_APPLICATION_EXIT 0x20026
+void nr_write(const char *s, unsigned n) { kl_plat_write(s, n); }
 
-void nr_write(const char *s, unsigned n)
-{
-    char buf[129];
-    while (n) {
-        unsigned k = n < 128 ? n : 128, i;
-        for (i = 0; i < k; i++)
-            buf[i] = s[i] ? s[i] : ' '; /* SYS_WRITE0 stops at NUL */
-        buf[k] = 0;
-        nr_semihost(SYS_WRITE0, buf);
-        s += k;
-        n -= k;
-    }
-}
-
-void nr_exit(int code)
-{
-    uint32_t block[2];
-    block[0] = ADP_STOPPED_APPLICATION_EXIT;
-    block[1] = (uint32_t)code;
-    for (;;)
-        nr_semihost(SYS_EXIT_EXTENDED, block);
-}
+void nr_exit(int code) { kl_plat_exit(code); }
 
 void nr_barrier(void) {}
 

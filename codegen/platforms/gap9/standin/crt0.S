@@ -29,11 +29,11 @@ nr_trap_entry:
     li a0, 70
     call pmsis_exit
 
-/* int nr_semihost(int op, const void *arg): uncompressed, not crossing a page */
+/* int kl_semihost(int op, const void *arg): uncompressed, not crossing a page */
     .text
-    .globl nr_semihost
+    .globl kl_semihost
     .balign 16
-nr_semihost:
+kl_semihost:
     .option push
     .option norvc
     slli zero, zero, 0x1f

@@ -8,37 +8,18 @@
 
 #include "bsp/ram/hyperram.h"
 #include "pmsis.h"
+#include "../../../runtime/platform.h"
 
 #define NR_SI_CORES 16
 #define NR_SI_STACK 8192
 #define NR_SI_RAM (4u << 20)
 
-int nr_semihost(int op, const void *arg); /* crt0.S */
 void nr_ctx_switch(uint32_t *save, const uint32_t *load); /* crt0.S: ra, sp, s0-s11 */
 
-/* ---- console and exit (semihosting) */
-void pi_standin_write(const char *s, unsigned n)
-{
-    char buf[129];
-    while (n) {
-        unsigned k = n < 128 ? n : 128, i;
-        for (i = 0; i < k; i++)
-            buf[i] = s[i] ? s[i] : ' ';
-        buf[k] = 0;
-        nr_semihost(0x04 /* SYS_WRITE0 */, buf);
-        s += k;
-        n -= k;
-    }
-}
+/* ---- console and exit: semihosting (runtime/semihost_io.c over crt0.S's kl_semihost) */
+void pi_standin_write(const char *s, unsigned n) { kl_plat_write(s, n); }
 
-void pmsis_exit(int code)
-{
-    uint32_t block[2];
-    block[0] = 0x20026; /* ADP_Stopped_ApplicationExit */
-    block[1] = (uint32_t)code;
-    for (;;)
-        nr_semihost(0x20 /* SYS_EXIT_EXTENDED */, block);
-}
+void pmsis_exit(int code) { kl_plat_exit(code); }
 
 int pmsis_kickoff(void *entry)
 {
