@@ -34,7 +34,7 @@ def _median(xs: list[float]) -> float:
 
 
 def bench(net: Path, hw: str, repeat: int) -> dict:
-    t_solve, t_emit, t_build, t_run = [], [], [], []
+    t_solve, t_emit, t_build, t_run = [], [], [], []  # seconds, host ms
     info: dict = {}
     for _ in range(repeat):
         with tempfile.TemporaryDirectory() as tmp:
@@ -82,7 +82,7 @@ def main() -> int:
     ap.add_argument("--examples", default="")
     args = ap.parse_args()
     names = [n for n in args.examples.split(",") if n] or sorted(
-        p.parent.name for p in (REPO / "examples").glob("*/int.onnx"))
+        {p.parent.name for p in (REPO / "examples").glob("*/*.onnx") if p.stem in ("int", "qdq")})
     rows = []
     for name in names:
         for flavour in ("int", "qdq"):

@@ -248,6 +248,7 @@ def emit(plan: Plan, graph: Graph, out_dir: str | Path) -> Emitted:
         "runtime/nr_tiles.c": CODEGEN_DIR / "runtime" / "nr_tiles.c",
         "runtime/nr_io.h": CODEGEN_DIR / "runtime" / "nr_io.h",
         "runtime/nr_io.c": CODEGEN_DIR / "runtime" / "nr_io.c",
+        "runtime/nr_libc.c": CODEGEN_DIR / "runtime" / "nr_libc.c",
         "platform/host/nr_plat_host.c": CODEGEN_DIR / "platforms" / "host" / "nr_plat_host.c",
         "platform/host/main.c": CODEGEN_DIR / "platforms" / "host" / "main.c",
         "platform/host/nr_platform.h": CODEGEN_DIR / "platforms" / "host" / "nr_platform.h",

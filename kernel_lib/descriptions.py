@@ -145,6 +145,29 @@ def mm_scratch_per_core(k: int, isa: str) -> int:
     return 2 * DSP_RMAX * k if isa == "arm-dsp" else 0
 
 
+def gemm_q_streams(rows: int, n_cores: int, isa: str) -> int:
+    """How many times kl_gemm_block reads its Q operand (a Linear's weights, with its per-column
+    bias and requantization vectors) for `rows` P rows split across `n_cores` (balanced, as
+    kl_split; fewer rows than cores: the columns are split, each core streams its own Q columns
+    once per block). A Q row is streamed once per block of P rows: on arm-dsp blocks of 6, then
+    4, 2, 1 (a remainder of 2 after the 6-row blocks as 4 + 4, kl_gemm_dsp), on the portable
+    path blocks of 2. What a Q operand read in place from a slow memory (flash) costs."""
+    def blocks(r: int) -> int:
+        if r <= 0:
+            return 0
+        if isa != "arm-dsp":
+            return -(-r // 2)
+        p6 = r - 8 if r % 6 == 2 and r >= 8 else r
+        n, rest = p6 // DSP_RMAX, r - (p6 // DSP_RMAX) * DSP_RMAX
+        n += rest // 4
+        rest %= 4
+        return n + rest // 2 + rest % 2
+    if rows < n_cores:
+        return blocks(rows)
+    base, extra = divmod(rows, n_cores)
+    return extra * blocks(base + 1) + (n_cores - extra) * blocks(base)
+
+
 def _mm_scratch(kdim: str) -> Callable[[Dims, int, str], int]:
     return lambda d, n, isa: n * mm_scratch_per_core(d[kdim], isa)
 
@@ -712,6 +735,17 @@ _add(KernelDesc(
 MHSA_G = 6  # KL_MHSA_G of kernel_lib.h: query rows per group (one DSP register block)
 SM_LUT_BYTES = 1024  # KL_SM_LUT_WORDS int32
 SOFTMAX_KINDS = {"none": 0, "isoftmax": 1, "itamax": 2, "itapartialmax": 3}  # KL_SM_*
+
+
+def mhsa_row_groups(rows: int, n_cores: int) -> int:
+    """Groups of MHSA_G query rows kl_mhsa_chunk runs for a chunk of `rows` rows split across
+    `n_cores`: its per-head weights (W_o's head slice, FWSA W_f and w_row) are streamed once per
+    group (what reading them in place from flash costs)."""
+    if rows <= 0:
+        return 0
+    used = min(rows, n_cores)
+    base, extra = divmod(rows, used)
+    return extra * -(-(base + 1) // MHSA_G) + (used - extra) * -(-base // MHSA_G)
 
 
 def _a8(n: int) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -22,6 +23,9 @@ def _fmt_shape(shape: Sequence[int]) -> str:
     return "x".join(str(d) for d in shape) or "scalar"
 
 
+_NUMERIC = re.compile(r"-?[\d,]+(\.\d+)?(%|x|\*)?")  # formatted figures: 1,234  12.5%  0.75x  9*
+
+
 def table(headers: list[str], rows: list[list[object]]) -> str:
     """A plain aligned text table (right-aligned numbers)."""
     cells = [[str(c) for c in r] for r in rows]
@@ -30,7 +34,7 @@ def table(headers: list[str], rows: list[list[object]]) -> str:
     def fmt(row: list[str], raw: list[object] | None = None) -> str:
         out = []
         for i, c in enumerate(row):
-            num = raw is not None and isinstance(raw[i], (int, float))
+            num = raw is not None and (isinstance(raw[i], (int, float)) or _NUMERIC.fullmatch(c) is not None)
             out.append(c.rjust(widths[i]) if num else c.ljust(widths[i]))
         return "  ".join(out).rstrip()
 
@@ -72,8 +76,10 @@ def inspect_doc(graph, network: str) -> dict:
         "inputs": [tensor(i) for i in graph.inputs], "outputs": [tensor(o) for o in graph.outputs],
         "nodes": nodes,
         "total": {"macs": sum(n["macs"] for n in nodes), "weight_bytes": int(graph.weight_bytes()),
-                  "counted": "the canonical integer graph as inspected (standard Q/K weights, "
-                             "before any FWSA fusion that solve may apply)"},
+                  "counted": "the network as loaded: standard Q/K weights, before any FWSA fusion "
+                             "solve may apply; weight bytes = the graph's constant tensors, without "
+                             "the kernels' requantization vectors and softmax tables, which solve "
+                             "counts apart (plan.json estimate.counted)"},
         "mhsa_blocks": blocks,
         "notes": list(graph.notes),
     }
@@ -109,7 +115,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                      n["weight_bytes"], detail])
     print()
     print(table(["node", "op", "inputs", "output", "MACs", "weight B", "detail"], rows))
-    print(f"\ntotal: {doc['total']['macs']} MACs, {doc['total']['weight_bytes']} weight bytes")
+    import textwrap
+    print()
+    print("\n".join(textwrap.wrap(
+        f"total: {doc['total']['macs']:,} MACs, {doc['total']['weight_bytes']:,} weight bytes "
+        f"({doc['total']['counted']})", 99, subsequent_indent="  ")))
     if doc["mhsa_blocks"]:
         print("\nMHSA blocks (FWSA = fused Q/K weights; ratios are fused/standard for the whole block):")
         brows = [[b["node"], b["s"], b["e"], b["p"], b["h"], b["softmax"] or "none",

@@ -5,15 +5,22 @@ Figures (all from hw_models/*.json, marked there as assumptions until calibrated
     code such as MACs, row blocks, rows, calls, the busiest core's) at `kernel_cost[key][feature]`
     cycles per count (`planner.tiling.desc.ComputeTerm`: each term summed over the tiles);
   * transfers: per link (L2<->L1 described on L1, L3<->L2 on L2) `dma_setup_cycles` per transfer
-    plus bytes / `bandwidth_bytes_per_cycle`; a weight read in place from an addressable level
-    costs its bytes over the link's bandwidth, overlapped with compute;
+    plus bytes / `bandwidth_bytes_per_cycle`; a transfer staged through the level in between
+    (GAP9: L3 -> L2 -> L1) pays every link, a DMA straight from an addressable home (STM32H7:
+    the MDMA reads the flash into DTCM) pays the setups once and moves at the slowest link's rate;
+  * in-place reads: a weight the kernel loads where it lives, in a level with read wait states
+    (the flash: `read_wait_states` per `read_width_bytes` access at `read_clock_hz`), stalls the
+    core for those wait states on every byte it reads (`BufferSpec.reads` times its bytes: a
+    Linear's weights are streamed once per block of rows) or on every access of a table read at
+    random (`BufferSpec.lookups`); nothing overlaps it. A level without read figures is read at
+    RAM speed (the kernel cost terms contain the loads);
   * overlap: transfers of double-buffered buffers run behind compute, except the first load (or
     last store) of each; single-buffered transfers are exposed;
   * the generated code's own work (`overhead_cycles`): per layer, per tile, per kernel call of a
     layer body, per byte compacted, and per DMA transfer the tile engine issues (CPU work on the
     core: descriptors, addresses, issue and wait; the copy itself is the DMA's, priced above).
 
-  cycles = max(compute, hidden transfers) + exposed transfers + overhead
+  cycles = max(compute, hidden transfers) + exposed transfers + read waits + overhead
 
 Everything is integer in units of 1/SCALE cycle so that the CP-SAT encoding
 (planner/tiling/solver.py) and this evaluator give identical numbers; `evaluate` is the
@@ -54,9 +61,14 @@ class CostParams:
     overhead: dict[str, int]                # OverheadTerm kind -> scaled cycles per count
     transfer_overhead: int                  # scaled cycles of tile-engine work per DMA transfer
     frequency_hz: int
+    # levels read in place with wait states: level -> (scaled wait cycles per byte streamed,
+    # scaled wait cycles per random access)
+    read_wait: dict[str, tuple[int, int]] = field(default_factory=dict)
+    weight_home: str | None = None          # where constants live by default (None: see below)
 
     @classmethod
-    def from_hw(cls, hw: HardwareModel, cores: int | None = None) -> "CostParams":
+    def from_hw(cls, hw: HardwareModel, cores: int | None = None,
+                weight_home: str | None = None) -> "CostParams":
         levels = tuple(hw.levels)
         links = {}
         for near, far in zip(levels, levels[1:]):
@@ -66,12 +78,38 @@ class CostParams:
         kc = {(k, f): int(round(SCALE * v)) for k, feats in hw.kernel_cost.items()
               for f, v in feats.items()}
         ov = {k: int(round(SCALE * hw.overhead_cycles[k])) for k in OVERHEAD_KINDS}
+        read_wait = {}
+        for k, lv in hw.levels.items():
+            per_access = lv.read_wait_cycles(hw.frequency_hz)
+            if per_access > 0 and lv.read_width_bytes:
+                read_wait[k] = (int(round(SCALE * per_access / lv.read_width_bytes)),
+                                int(round(SCALE * per_access)))
         return cls(hw.name, cores or hw.cores, levels, {k: v.addressable for k, v in hw.levels.items()},
-                   links, kc, ov, int(round(SCALE * hw.overhead_cycles["transfer"])), hw.frequency_hz)
+                   links, kc, ov, int(round(SCALE * hw.overhead_cycles["transfer"])), hw.frequency_hz,
+                   read_wait, weight_home if weight_home in hw.levels else None)
 
     @property
     def compute_level(self) -> str:
         return self.levels[0]
+
+    @property
+    def default_weight_home(self) -> str:
+        """Where constants live unless the placement copies them nearer: in an addressable L3 (a
+        memory-mapped flash: the weights image is read or DMA'd where it is, as vendor tools
+        place it), else in L2 (GAP9: L3 is reached by the micro-DMA only; weights are streamed
+        from it only when L2 overflows)."""
+        if self.weight_home is not None:
+            return self.weight_home
+        return "L3" if self.addressable.get("L3") else "L2"
+
+    def transfer(self, home: str, level: str) -> tuple[int, int]:
+        """(scaled setup cycles per transfer, scaled cycles per byte) of a DMA'd buffer from
+        `home` to `level`: a staged transfer is one DMA per link, one after the other (the sums);
+        a DMA straight from an addressable home runs once, at its slowest link's rate."""
+        legs = self.legs(home, level)
+        if len(legs) > 1 and self.addressable.get(home, False):
+            return sum(l.setup for l in legs), max(l.byte_cost for l in legs)
+        return sum(l.setup for l in legs), sum(l.byte_cost for l in legs)
 
     def legs(self, home: str, level: str) -> list[Link]:
         """Links crossed moving data from `home` to `level` (empty when equal)."""
@@ -108,6 +146,21 @@ class CostParams:
                                f"{term.feature} (the kernel description counts it: "
                                "kernel_lib/descriptions.py)") from None
 
+    def read_wait_cost(self, b: BufferSpec, bytes_read: int) -> int:
+        """Scaled cycles the core waits reading `b` in place from its home (`bytes_read` = bytes
+        streamed, `b.lookups` random accesses); 0 for a home without wait states."""
+        w = self.read_wait.get(b.home or "")
+        if w is None:
+            return 0
+        return w[1] * b.lookups * b.passes if b.lookups else w[0] * bytes_read
+
+
+def reads_at(b: BufferSpec, tiles: dict[str, int]) -> int:
+    """Times the kernel reads `b`'s bytes per pass at these tile sizes (BufferSpec.reads)."""
+    if b.reads_table is not None:
+        return dict(b.reads_table)[tiles[b.reads_dim]]
+    return b.reads
+
 
 @dataclass
 class BufferEval:
@@ -124,6 +177,8 @@ class BufferEval:
     first: int            # scaled cycles of the first load/last store
     staging: str | None = None
     align: int = 1        # the buffer's address alignment need (BufferSpec.align)
+    read_bytes: int = 0   # bytes the kernel reads in place (all passes and re-reads)
+    wait: int = 0         # scaled cycles the core waits on those reads (flash wait states)
 
 
 @dataclass
@@ -136,6 +191,7 @@ class Evaluation:
     exposed: int
     overhead: int
     cost: int                      # scaled cycles
+    wait: int                      # scaled cycles waiting on in-place reads (flash wait states)
     footprint: int                 # bytes in the compute level
     staging: int                   # bytes staged in the next level (streamed weights)
     activation_bytes: int          # activation bytes in the compute level (weights excluded)
@@ -166,7 +222,7 @@ def evaluate(params: CostParams, v: Variant, tiles: dict[str, int], double: froz
     n = {d.name: -(-d.size // tiles[d.name]) for d in v.loops}
     split = {k: n[k] >= 2 for k in order}
     compute = sum(params.term_coef(term) * term.count(tiles) for term in v.compute)
-    hidden = exposed = transfers = 0
+    hidden = exposed = transfers = wait = 0
     footprint = staging = act = 0
     evals = []
     for b in v.buffers:
@@ -182,13 +238,13 @@ def evaluate(params: CostParams, v: Variant, tiles: dict[str, int], double: froz
                 traffic_factor *= n[d]
         loads *= b.passes
         traffic = b.full_bytes * b.passes * traffic_factor
-        dma = first = 0
+        dma = first = read = bwait = 0
         copies = 1
         stage = None
         if present and acc == "dma":
-            for leg in params.legs(b.home, v.level):
-                dma += leg.setup * loads + leg.byte_cost * traffic
-                first += leg.setup + leg.byte_cost * tb
+            setup, byte_cost = params.transfer(b.home, v.level)
+            dma = setup * loads + byte_cost * traffic
+            first = setup + byte_cost * tb
             transfers += loads
             if b.name in double:
                 copies = 2
@@ -200,9 +256,9 @@ def evaluate(params: CostParams, v: Variant, tiles: dict[str, int], double: froz
             if stage is not None:
                 staging += copies * tb
         elif present and acc == "inplace":
-            for leg in params.legs(b.home, v.level):
-                dma += leg.byte_cost * traffic
-            hidden += dma
+            read = traffic * reads_at(b, tiles)
+            bwait = params.read_wait_cost(b, read)
+            wait += bwait
         if present and acc != "none" or present and b.kind in ("local", "scratch"):
             if acc != "inplace":
                 footprint += copies * tb
@@ -211,15 +267,15 @@ def evaluate(params: CostParams, v: Variant, tiles: dict[str, int], double: froz
         evals.append(BufferEval(b.name, b.tensor, b.kind, acc, present, tb if present else 0,
                                 copies, loads if acc != "none" else 0,
                                 traffic if acc != "none" and present else 0, dma, first, stage,
-                                b.align))
+                                b.align, read, bwait))
     counts = {"transfer": transfers}
     for o in v.overhead:
         counts[o.kind] = counts.get(o.kind, 0) + o.mult * prod(n[d] for d in o.dims)
     overhead = params.transfer_overhead * transfers + sum(params.overhead[o.kind] * o.mult
                                                            * prod(n[d] for d in o.dims) for o in v.overhead)
-    cost = max(compute, hidden) + exposed + overhead
+    cost = max(compute, hidden) + exposed + wait + overhead
     return Evaluation(dict(tiles), n, frozenset(double), compute, hidden, exposed, overhead, cost,
-                      footprint, staging, act, evals, counts)
+                      wait, footprint, staging, act, evals, counts)
 
 
 def latency_ms(cycles: int, frequency_hz: int) -> float:
@@ -245,13 +301,14 @@ def hw_fields(params: CostParams, v: Variant) -> set[str]:
         fields.add(f"kernel_cost.{t.key}.{t.feature}")
     for b in v.buffers:
         acc = params.access(b, v.level)
-        if acc in ("dma", "inplace"):
+        if acc == "dma":
             for leg in params.legs(b.home, v.level):
                 fields.add(f"levels.{leg.near}.bandwidth_bytes_per_cycle")
-                if acc == "dma":
-                    fields.add(f"levels.{leg.near}.dma_setup_cycles")
-            if acc == "dma":
-                fields.add("overhead_cycles.transfer")
+                fields.add(f"levels.{leg.near}.dma_setup_cycles")
+            fields.add("overhead_cycles.transfer")
+        elif acc == "inplace" and b.home in params.read_wait:
+            fields.update(f"levels.{b.home}.{f}" for f in ("read_wait_states", "read_width_bytes",
+                                                             "read_clock_hz"))
     return fields
 
 

@@ -27,6 +27,7 @@ LEVEL_KEYS = ("L1", "L2", "L3")  # nearest to farthest from the cores
 OVERHEAD_FIELDS = ("layer", "tile", "call", "transfer", "compact")  # overhead_cycles
 QEMU_PORT_FIELDS = ("transfer", "row", "byte", "byte_unaligned")   # qemu_dma_port (instructions)
 TRANSFER_FIELDS = ("bandwidth_bytes_per_cycle", "dma_setup_cycles", "engine")
+READ_FIELDS = ("read_wait_states", "read_width_bytes", "read_clock_hz")  # in-place reads (flash)
 MAX_LEVEL_BYTES = 1 << 32  # the schema's bound on a level's size (a 32-bit address space)
 
 
@@ -43,11 +44,24 @@ class MemoryLevel:
     dma_setup_cycles: int | None
     engine: str | None
     addressable: bool
+    # Reading this level in place (a memory-mapped flash): each access of `read_width_bytes`
+    # waits `read_wait_states` cycles of `read_clock_hz` beyond a zero-wait-state RAM access.
+    # None: read at RAM speed (no wait states).
+    read_wait_states: int | None = None
+    read_width_bytes: int | None = None
+    read_clock_hz: int | None = None
 
     @property
     def reserve(self) -> int:
         """Bytes kept for stacks and the runtime (size - usable)."""
         return self.size - self.usable
+
+    def read_wait_cycles(self, core_hz: int) -> float:
+        """Core cycles a core load waits per access of `read_width_bytes` read in place here
+        (0 without read figures)."""
+        if not self.read_wait_states:
+            return 0.0
+        return self.read_wait_states * core_hz / (self.read_clock_hz or core_hz)
 
 
 @dataclass(frozen=True)
@@ -303,6 +317,14 @@ def _check_semantics(file: Path, data: dict[str, Any]) -> None:
                     f"levels.{key}.{f}",
                     f"missing required field (transfer between {key} and {present[i + 1]})",
                 )
+        given = [f for f in READ_FIELDS if f in lvl]
+        if given and len(given) != len(READ_FIELDS):
+            missing = next(f for f in READ_FIELDS if f not in lvl)
+            fail(f"levels.{key}.{missing}", f"missing: the in-place read figures come together "
+                 f"({', '.join(READ_FIELDS)})")
+        if given and not lvl["addressable"]:
+            fail(f"levels.{key}.{given[0]}", "in-place read figures on a level that is not "
+                 "addressable (its data is only moved by DMA): remove them or set addressable")
 
     _check_kernel_cost(file, data)
     leaves = dict(_leaves(data))
@@ -371,6 +393,9 @@ def _build(file: Path, data: dict[str, Any]) -> HardwareModel:
             dma_setup_cycles=_opt(int, d.get("dma_setup_cycles")),
             engine=d.get("engine"),
             addressable=d["addressable"],
+            read_wait_states=_opt(int, d.get("read_wait_states")),
+            read_width_bytes=_opt(int, d.get("read_width_bytes")),
+            read_clock_hz=_opt(int, d.get("read_clock_hz")),
         )
         for key in LEVEL_KEYS
         if (d := data["levels"].get(key)) is not None

@@ -77,6 +77,7 @@ class Placed:
     layers: list[TiledLayer]
     mem: dict                    # plan_memory's figures
     warnings: list[str] = field(default_factory=list)
+    weights: dict = field(default_factory=dict)  # weights_home's decision (plan.json `weights`)
 
 
 def planning_graph(graph: Graph, unfused: set[str]) -> Graph:
@@ -110,18 +111,25 @@ class NoFit(Exception):
         self.need = need
 
 
-def _weights_loop(graph: Graph, unfused: set[str], target: Target, measure, memo: dict | None = None):
+def _weights_loop(graph: Graph, unfused: set[str], target: Target, measure, memo: dict | None = None,
+                  home: str | None = None):
     """Tile every layer and measure what L2 needs (`measure(ctx, layers, schedule, weight_home)`
-    -> (need, result)); while it is more than L2's usable bytes, stream the largest remaining
-    weights from L3 and re-tile (their tiles are then staged through L2). Returns (planning graph,
-    schedule, layers, result, warnings: one per streaming round); raises NoFit. The final plan
-    (place_network) and the --dft rule's L2 fit test (l2_need_streamed) use this one loop, so
-    they place the weights alike."""
+    -> (need, result)) with the constants at `home` (None: the target's default, L3 when it is
+    an addressable flash, else L2); while it is more than L2's usable bytes, move the largest
+    weights still in L2 to L3 and re-tile (they are then read in place, DMA'd, or staged through
+    L2). Returns (planning graph, schedule, layers, result, warnings: one per round); raises
+    NoFit. The final plan (place_network) and the --dft rule's L2 fit test (l2_need_streamed)
+    use this one loop, so they place the weights alike. `memo` serves the target's default home
+    only."""
     hw, params, level, l2_usable = target.hw, target.params, target.level, target.l2_usable
+    home = home or params.default_weight_home
+    if home != params.default_weight_home:
+        memo = None
     warnings: list[str] = []
     weight_home: dict[str, str] = {}
     for _ in range(WEIGHT_ROUNDS):
-        ctx = BuildContext(planning_graph(graph, unfused), params, hw.isa, level, weight_home=weight_home)
+        ctx = BuildContext(planning_graph(graph, unfused), params, hw.isa, level, weight_home=weight_home,
+                           default_weight_home=home)
         pg = ctx.graph
         schedule = [n for n in pg.nodes if n.op not in LAYOUT_OPS]
         need = None
@@ -138,14 +146,16 @@ def _weights_loop(graph: Graph, unfused: set[str], target: Target, measure, memo
             if "L3" not in hw.levels:
                 raise NoFit(f"{result_text(result, need)} but L2 has {l2_usable:,} B usable: "
                             f"{over:,} B missing at L2 (no L3 to stream weights from)", need)
-        moved = stream_weights(pg, weight_home, over) if "L3" in hw.levels else []
+        moved = stream_weights(pg, weight_home, over, home, _used_consts(pg, schedule)) \
+            if "L3" in hw.levels else []
         if not moved:
             raise NoFit(
                 f"L2: {over:,} B missing at L2 ({l2_usable:,} B usable) even with every weight streamed "
                 "from L3" if "L3" in hw.levels else
                 f"L2: the weights leave {over:,} B too few for the activations ({l2_usable:,} B usable; "
                 "no L3 to stream weights from)", need)
-        warnings.append(f"weights streamed from L3 (do not fit L2): {', '.join(sorted(moved))}")
+        warnings.append(f"weights {'streamed from' if not hw.levels['L3'].addressable else 'left in'} "
+                        f"L3 (do not fit L2): {', '.join(sorted(moved))}")
     streamed = sum(1 for h in weight_home.values() if h == "L3")
     hint = ("Give more L2 (--l2), or less L1 (--l1: weights streamed to L1 through L2 need L2 "
             "staging buffers, smaller tiles smaller ones)" if level == "L1" else "Give more L2 (--l2)")
@@ -162,18 +172,77 @@ def result_text(result, need: int) -> str:
 
 
 def place_network(graph: Graph, unfused: set[str], target: Target, time_limit: float,
-                  seed: int) -> Placed:
-    """Tile every layer and plan memory; weights in L2 if they fit beside the activations, else
-    the largest are streamed from L3 (one warning per round)."""
+                  seed: int, weights: str = "auto") -> Placed:
+    """Tile every layer and plan memory, the weights where `weights_home` puts them (--weights):
+    in L2 if they fit beside the activations, else the largest in L3 (one warning per round), or
+    all in L3."""
+    decision = weights_home(graph, unfused, target, weights)
+
     def measure(ctx, layers, schedule, weight_home):
         mem = plan_memory(ctx, target.hw, layers, schedule, weight_home, time_limit, seed)
         return mem["L2_need"], mem
 
     try:
-        pg, schedule, layers, mem, warnings = _weights_loop(graph, unfused, target, measure)
+        pg, schedule, layers, mem, warnings = _weights_loop(graph, unfused, target, measure,
+                                                            home=decision["home"])
     except NoFit as exc:
         raise PlannerError(str(exc)) from None
-    return Placed(pg, target.level, schedule, layers, mem, warnings)
+    placed = Placed(pg, target.level, schedule, layers, mem, warnings)
+    placed.weights = decision
+    return placed
+
+
+WEIGHTS_MODES = ("auto", "l2", "l3")
+
+
+def weights_home(graph: Graph, unfused: set[str], target: Target, mode: str) -> dict:
+    """Where the constants go (plan.json `weights`): `l3` all in L3; `l2` in L2 as far as they
+    fit beside the activations, the largest in L3 otherwise; `auto` the target's way: GAP9 (L3
+    reached by DMA only) as `l2`; a target whose L3 is an addressable flash keeps them there
+    (read in place, or DMA'd from it, as vendor tools do) unless copying them to L2 pays: the
+    estimate with every weight in L3 exceeds the estimate with them in L2 (as `l2` places them)
+    by more than the cost model's stated uncertainty (the --dft rule's test, planner.cost)."""
+    from planner.cost import estimate_uncertainty, hw_fields
+
+    params = target.params
+    if mode not in WEIGHTS_MODES:
+        raise PlannerError(f"--weights must be one of {', '.join(WEIGHTS_MODES)}, got {mode!r}")
+    if mode != "auto" or "L3" not in target.hw.levels:
+        home = "L3" if mode == "l3" and "L3" in target.hw.levels else "L2"
+        return {"mode": mode, "home": home, "reason": f"--weights {mode}" if mode != "auto" else
+                "auto: no L3 on this target"}
+    if params.default_weight_home == "L2":
+        return {"mode": mode, "home": "L2", "reason": f"auto: L3 ({target.hw.levels['L3'].display_name}) "
+                "is reached by DMA only: weights in L2 as far as they fit"}
+    l3 = target.hw.levels["L3"].display_name
+
+    def measure(ctx, layers, schedule, weight_home):
+        f = l2_figures(ctx, layers, schedule, weight_home)
+        fields: set[str] = set()
+        for l in layers:
+            fields |= hw_fields(params, l.result.variant)
+        cycles = sum(l.result.evaluation.cycles for l in layers)
+        return lower_bound(f["bufs"]) + f["weights_L2"] + f["runtime_L2"], (cycles, f["weights_L2"], fields)
+
+    try:
+        *_, (c_in, _, fields_in), _ = _weights_loop(graph, unfused, target, measure, home="L3")
+    except (NoFit, PlannerError):  # the final placement reports why
+        return {"mode": mode, "home": "L3", "reason": f"auto: weights in {l3}"}
+    try:
+        *_, (c_l2, copied, fields_l2), _ = _weights_loop(graph, unfused, target, measure, home="L2")
+    except (NoFit, PlannerError):
+        return {"mode": mode, "home": "L3", "cycles_in_l3": c_in, "cycles_in_l2": None,
+                "reason": f"auto: weights in {l3}: the network does not fit L2 with them copied"}
+    u = estimate_uncertainty(target.hw, fields_in | fields_l2)
+    pays = c_in > (1 + u) * c_l2
+    ratio = round(c_in / c_l2, 4) if c_l2 else None
+    figures = (f"estimated cycles with the weights in {l3} / copied to L2: {c_in:,} / {c_l2:,} = "
+               f"{ratio}, cost-model uncertainty ±{u:g}")
+    return {"mode": mode, "home": "L2" if pays else "L3", "cycles_in_l3": c_in, "cycles_in_l2": c_l2,
+            "uncertainty": u, "copied_bytes": copied,
+            "reason": (f"auto: copied to L2, it pays ({figures})" if pays else
+                       f"auto: weights in {l3}, copying them to L2 does not pay beyond the "
+                       f"uncertainty ({figures})")}
 
 
 def l2_need_streamed(graph: Graph, unfused: set[str], target: Target, memo: dict) -> tuple[int | None, int]:
@@ -224,8 +293,8 @@ def tile_all(ctx: BuildContext, tiler: Tiler, schedule: list[Node], cap_c: int, 
                 need = tiler.smallest(desc)[0].footprint
                 if need <= cap + wl2:  # it fits once weights leave L2
                     raise WeightsOverflow(need - cap)
-            held = (f"{l2_usable:,} B usable minus {live[k]:,} B of live activations and {wl2:,} B "
-                    "of resident weights") if level == "L2" else ""
+            held = (f"{l2_usable:,} B usable minus {live[k]:,} B of live activations"
+                    + (f" and {wl2:,} B of resident weights" if wl2 else "")) if level == "L2" else ""
             raise tiler.infeasible(desc, node, level, cap, held)
         layers.append(TiledLayer(node, desc, r, k, parts_of.get(node.name)))
     return layers
@@ -241,10 +310,13 @@ def _live_bytes(graph: Graph, schedule: list[Node]) -> list[int]:
     return [sum(b.reserved for b in bufs if b.start <= k <= b.end) for k in range(len(schedule))]
 
 
-def stream_weights(graph: Graph, weight_home: dict[str, str], over: int) -> list[str]:
-    """Move the largest L2-resident weights to L3 until `over` bytes are freed."""
+def stream_weights(graph: Graph, weight_home: dict[str, str], over: int, home: str = "L2",
+                   used: set[str] | None = None) -> list[str]:
+    """Move the largest L2-resident weights (graph tensors the schedule uses, all when `used` is
+    None; `home` the default) to L3 until `over` bytes are freed."""
     consts = sorted(((t.nbytes, name) for name, t in graph.tensors.items()
-                     if t.is_const and weight_home.get(name, "L2") == "L2" and t.nbytes > 64),
+                     if t.is_const and weight_home.get(name, home) == "L2" and t.nbytes > 64
+                     and (used is None or name in used)),
                     key=lambda x: (-x[0], x[1]))
     moved, freed = [], 0
     for nbytes, name in consts:
@@ -298,8 +370,8 @@ def l2_figures(ctx: BuildContext, layers: list[TiledLayer], schedule: list[Node]
         for spec in l.result.variant.buffers:
             if spec.kind == "weight" and spec.tensor is None and spec.full_bytes:
                 weights[param_blob_name(l.node.name, spec.name)] = spec.full_bytes
-    w_l2 = {k: v for k, v in weights.items() if weight_home.get(k, "L2") == "L2"}
-    w_l3 = {k: v for k, v in weights.items() if weight_home.get(k, "L2") == "L3"}
+    w_l2 = {k: v for k, v in weights.items() if ctx.whome(k) == "L2"}
+    w_l3 = {k: v for k, v in weights.items() if ctx.whome(k) == "L3"}
     # the generated code's tables (codegen/abi.py): a descriptor per layer and per buffer
     runtime_l2 = runtime_bytes([sum(1 for b in l.result.evaluation.buffers if b.present) for l in layers])
     bufs = activation_buffers(g, schedule, extra={k: v for k, v in extra.items() if v}, alignment=ALIGN)

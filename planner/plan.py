@@ -20,6 +20,16 @@ def param_blob_name(layer: str, buffer: str) -> str:
     return f"{layer}/{buffer}"
 
 
+# Constants the generated code computes at net_init into RAM (the softmax table, kl_softmax_lut):
+# their home is L2 whatever the weights' (a flash cannot be written at run time).
+INIT_FILLED = ("softmax_lut",)
+
+
+def filled_at_init(const: str) -> bool:
+    """A layer constant (param_blob_name) that net_init computes (INIT_FILLED)."""
+    return "/" in const and const.rsplit("/", 1)[1] in INIT_FILLED
+
+
 @dataclass
 class BufferPlan:
     name: str              # role in the kernel call: x, w, bias, y, psum, k_h, acc, scratch, ...
@@ -37,6 +47,8 @@ class BufferPlan:
     dims: list[str] = field(default_factory=list)  # loop dims the tile spans (bytes scale with them)
     align: int = 4              # offset is a multiple of this (the kernel's need, at least 4)
     into: str | None = None     # DMA'd straight into that buffer's tile (bytes 0: no own memory)
+    read_bytes: int = 0         # access inplace: bytes the kernel reads where it lives (re-reads)
+    read_wait: int = 0          # access inplace: cycles the core waits on them (flash wait states)
 
 
 @dataclass
@@ -84,6 +96,8 @@ class Plan:
     source: dict[str, Any] | None = None  # the network: path, sha256, external_data, input_shapes
     deployable: bool = True              # False: made with --plan-only; codegen refuses it
     not_deployable: list[str] = field(default_factory=list)  # why not (one reason per node)
+    weights: dict[str, Any] | None = None    # where the constants live and why (--weights)
+    footprint: dict[str, Any] | None = None  # read-only and read-write bytes, vendor-tool style
 
     def to_dict(self) -> dict[str, Any]:
         return _clean(asdict(self))

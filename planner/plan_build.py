@@ -22,25 +22,100 @@ from planner.plan import FORMAT_VERSION, BufferPlan, LayerPlan, Plan, param_blob
 
 def build_plan(network: str | Path, hw: HardwareModel, options: dict, graph: Graph, placed: Placed,
                block_info: dict, fwsa_decisions: dict, deviation: dict | None,
-               warnings: list[str]) -> Plan:
-    """The Plan of `placed` (`graph`: the network in its decided FWSA forms; `options`: as given)."""
+               warnings: list[str], input_model: dict | None = None) -> Plan:
+    """The Plan of `placed` (`graph`: the network in its decided FWSA forms; `options`: as given;
+    `input_model`: {macs, weight_bytes} of the network as loaded, before FWSA, as inspect counts)."""
     mem = placed.mem
     w_off_l2, w_off_l3, runtime_off = _weight_offsets(mem)
     layer_plans = _layer_plans(placed, hw, w_off_l2, w_off_l3)
     memory = _memory_section(hw, mem, layer_plans, w_off_l2, w_off_l3, runtime_off)
     blocks = _block_section(graph, block_info, fwsa_decisions, deviation)
     total_cycles = sum(lp.est_cycles for lp in layer_plans)
-    params_bytes = sum(mem["w_l2"].values()) + sum(mem["w_l3"].values())
+    consts = {**mem["w_l2"], **mem["w_l3"]}
+    weight_bytes = sum(v for k, v in consts.items() if k in placed.graph.tensors)
+    params_bytes = sum(consts.values())
     hardware = {"name": hw.name, "display_name": hw.display_name, "cores": options["cores"],
                 "frequency_hz": hw.frequency_hz, "isa": hw.isa, "compute_level": placed.level,
                 "levels": list(hw.levels)}
     estimate = {"cycles": total_cycles, "latency_ms": latency_ms(total_cycles, hw.frequency_hz),
-                "params_bytes": params_bytes, "macs": sum(lp.macs for lp in layer_plans),
+                "params_bytes": params_bytes, "weight_bytes": weight_bytes,
+                "kernel_constant_bytes": params_bytes - weight_bytes,
+                "macs": sum(lp.macs for lp in layer_plans),
+                "read_wait_cycles": sum(lp.cycles.get("read_wait", 0) for lp in layer_plans),
+                "input_model": input_model,
+                "counted": ("macs, weight_bytes: the deployed model (FWSA applied where blocks[].fwsa"
+                            ".applied; layers as planned); kernel_constant_bytes: the kernels' "
+                            "requantization vectors and softmax tables; params_bytes = weight_bytes "
+                            "+ kernel_constant_bytes; input_model: the network as loaded, before "
+                            "FWSA (what planner inspect counts)"),
                 "note": "estimated from hw_models figures marked as assumptions until calibrated"}
     aliases = {k: v for k, v in alias_map(placed.graph, placed.schedule).items() if k != v}
-    return Plan(FORMAT_VERSION, Path(network).name, hardware, options, memory, layer_plans, blocks,
+    plan = Plan(FORMAT_VERSION, Path(network).name, hardware, options, memory, layer_plans, blocks,
                 estimate, [n.name for n in placed.schedule], aliases, warnings, sorted(hw.assumptions),
                 _fwsa_section(deviation))
+    plan.weights = _weights_section(placed, hw)
+    plan.footprint = footprint(hw, memory, layer_plans)
+    return plan
+
+
+def _weights_section(placed: Placed, hw: HardwareModel) -> dict:
+    """plan.json `weights`: where the constants live (--weights) and why."""
+    d = dict(placed.weights)
+    w2, w3 = placed.mem["w_l2"], placed.mem["w_l3"]
+    d["in_l2"], d["in_l3"] = len(w2), len(w3)
+    d["bytes_l2"], d["bytes_l3"] = sum(w2.values()), sum(w3.values())
+    d["l3"] = hw.levels["L3"].display_name if "L3" in hw.levels else None
+    return d
+
+
+def footprint(hw: HardwareModel, memory: dict, layer_plans: list[LayerPlan]) -> dict:
+    """plan.json `footprint`: what the program image holds (read-only: constants, runtime tables,
+    code) and the RAM the network needs per level (read-write: the arenas the generated C
+    defines), the way vendor tools (stedgeai analyze, the TFLite Micro arena) report them."""
+    from codegen.abi import code_estimate
+    from planner.tiling.kernels import isa_path
+
+    l2 = memory["L2"]
+    w2 = l2["breakdown"]["weights"]
+    w3 = memory.get("L3", {}).get("peak", 0)
+    runtime = l2["breakdown"]["runtime"]
+    code = code_estimate(isa_path(hw.isa), len(layer_plans))
+    l3 = hw.levels.get("L3")
+    image_mem = l3.display_name if l3 is not None and l3.addressable else "the program image"
+    read_only = {"weights_in_l3": w3, "weights_copied_to_l2": w2, "runtime_tables": runtime,
+                 "code_estimate": code, "total": w3 + w2 + runtime + code, "memory": image_mem}
+    if l3 is not None and l3.addressable:
+        read_only["capacity"] = l3.size
+    arenas = {}
+    rw = {}
+    if "L1" in memory:
+        m = memory["L1"]
+        arenas["L1"] = m["peak"]
+        rw["L1"] = {"arena": m["peak"], "activations": m["breakdown"]["activations"],
+                    "weights": m["breakdown"]["weights"], "capacity": m["capacity"],
+                    "usable": m["usable"], "memory": m["display_name"]}
+    arenas["L2"] = l2["runtime_offset"]
+    rw["L2"] = {"arena": l2["runtime_offset"], "activations": l2["plan_peak"], "weights": w2,
+                "capacity": l2["capacity"], "usable": l2["usable"], "memory": l2["display_name"]}
+    if l3 is not None and not l3.addressable and w3:  # GAP9: an external RAM holds them
+        arenas["L3"] = w3
+        rw["L3"] = {"arena": w3, "activations": 0, "weights": w3, "capacity": l3.size,
+                    "usable": l3.usable, "memory": l3.display_name}
+    notes = [
+        "read_only: the program image (flash) holds every constant: weights_in_l3 are read there "
+        "in place or DMA'd from there" + ("" if l3 is None or l3.addressable else
+                                          f" (copied into {l3.display_name} at start-up)")
+        + ", weights_copied_to_l2 are copied into the L2 arena by net_init",
+        "runtime_tables: the const layer and buffer descriptors (net_runtime); memory.L2.peak "
+        "reserves them in L2 (on GAP9 the program, its constants included, is loaded into L2)",
+        "code_estimate: an estimate (codegen/abi.py CODE_ESTIMATE, measured on the examples' "
+        "ELFs); planner run --target qemu-* measures the built ELF (measured.json sizes)",
+        "read_write: the arenas the generated C defines (net_l1, net_l2, net_l3: NET_<level>_BYTES) "
+        "to reserve in the firmware; stacks, heap and the runtime's own state are in the hardware "
+        "model's reserve (capacity - usable)",
+    ]
+    return {"read_only": read_only, "read_write": rw, "arenas": arenas,
+            "ram_total": sum(arenas.values()), "notes": notes}
 
 
 def _weight_offsets(mem: dict) -> tuple[dict[str, int], dict[str, int], int]:
@@ -82,7 +157,8 @@ def _layer_plans(placed: Placed, hw: HardwareModel, w_off_l2: dict[str, int],
             if not b.present:
                 continue
             if b.access == "inplace":
-                lv, off, nbytes = spec.home, w_off_l3.get(spec.tensor, 0), spec.full_bytes
+                key = spec.tensor or param_blob_name(l.node.name, b.name)
+                lv, off, nbytes = spec.home, w_off_l3.get(key, 0), spec.full_bytes
             elif b.access == "none" and b.kind not in ("local", "scratch"):
                 lv = spec.home
                 off = l2_off.get(root(spec.tensor), w_off_l2.get(spec.tensor, 0)) \
@@ -101,7 +177,8 @@ def _layer_plans(placed: Placed, hw: HardwareModel, w_off_l2: dict[str, int],
             bplans.append(BufferPlan(b.name, spec.tensor, b.kind, lv, off, nbytes, b.copies, spec.home,
                                      b.access, b.loads, b.traffic, staging,
                                      list(spec.dims) if tiled else [],
-                                     max(ALIGN, spec.align) if tiled else ALIGN, spec.into))
+                                     max(ALIGN, spec.align) if tiled else ALIGN, spec.into,
+                                     b.read_bytes, -(-b.wait // SCALE)))
         dims = {d.name: d.size for d in v.loops}
         tile = {level: dict(ev.tiles)}
         if level != "L2":
@@ -111,7 +188,8 @@ def _layer_plans(placed: Placed, hw: HardwareModel, w_off_l2: dict[str, int],
             l.node.name, l.node.op, v.kernel, v.label, v.macs, tile, dims, [d.name for d in v.loops],
             ev.total_tiles, bplans, ev.footprint if level != "L2" else 0, level, ev.dma_bytes, cyc,
             {"compute": -(-ev.compute // SCALE), "dma_hidden": -(-ev.hidden // SCALE),
-             "dma_exposed": -(-ev.exposed // SCALE), "overhead": -(-ev.overhead // SCALE)},
+             "dma_exposed": -(-ev.exposed // SCALE), "read_wait": -(-ev.wait // SCALE),
+             "overhead": -(-ev.overhead // SCALE)},
             l.result.optimal, l.result.status, l.step, l.parts_of, list(v.notes),
             v.attrs.get("bias_kind"), _accumulator(v.attrs.get("accumulator"), bplans)))
     return layer_plans

@@ -74,12 +74,14 @@ def layer_evaluations(plan: Plan, hw: HardwareModel | None = None
     nodes = {n.name: n for n in graph.nodes}
     homes = {b.tensor: b.home for lp in plan.layers for b in lp.buffers
              if b.kind == "weight" and b.tensor and b.home}
+    default_home = (plan.weights or {}).get("home")  # --weights: where the other constants live
     out = []
     for lp in plan.layers:
         node = nodes.get(lp.name)
         if node is None:
             raise PlannerError(f"plan layer {lp.name} is not a node of the plan's network: re-run planner solve")
-        ctx = BuildContext(graph, params, hw.isa, lp.compute_level, weight_home=homes)
+        ctx = BuildContext(graph, params, hw.isa, lp.compute_level, weight_home=homes,
+                           default_weight_home=default_home)
         variants = [v for v in describe(ctx, node).variants if v.label == lp.variant]
         if not variants:
             raise PlannerError(f"plan layer {lp.name}: variant '{lp.variant}' is not one the tiler "

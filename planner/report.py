@@ -1,16 +1,58 @@
-"""report.md and the console summary of a Plan."""
+"""report.md and the console summary of a Plan.
+
+The console summary fits CONSOLE_WIDTH columns (tables squeeze their name columns, prose wraps);
+report.md carries the details (every table in full, the MHSA blocks' figures, the rules' reasons).
+Sizes are KiB (units.KIB_NOTE, said once per output) in tables; percentages say what they are of.
+"""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 from planner.cost import UNCERTAINTY_ASSUMED, UNCERTAINTY_CALIBRATED
 from planner.plan import Plan
+from planner.units import KIB_NOTE, human_bytes, plural
+
+CONSOLE_WIDTH = 99  # every console line is shorter than 100 columns
 
 
-def _table(headers: list[str], rows: list[list[object]]) -> str:
+def _table(headers: list[str], rows: list[list[object]], width: int | None = None,
+           squeeze: tuple[int, ...] = ()) -> str:
+    """An aligned text table; with `width`, the `squeeze` columns (text) are shortened in turn
+    (the middle of a cell replaced by '..') until every line fits."""
     from planner.cli import table
+    if width is None or not rows:
+        return table(headers, rows)
+    rows = [list(r) for r in rows]
+    for col in squeeze:
+        while True:
+            text = table(headers, rows)
+            over = max(len(line) for line in text.splitlines()) - width
+            cur = max([len(headers[col])] + [len(str(r[col])) for r in rows])
+            if over <= 0 or cur <= max(len(headers[col]), 8):
+                break
+            limit = max(len(headers[col]), 8, cur - over)
+            for r in rows:
+                r[col] = _shorten(str(r[col]), limit)
     return table(headers, rows)
+
+
+def kib(n: int | None) -> float | str:
+    """A table cell in KiB, one decimal (a number, so that the table right-aligns it)."""
+    return "-" if n is None else round(n / 1024, 1)
+
+
+def _shorten(s: str, n: int) -> str:
+    if len(s) <= n:
+        return s
+    head = (n - 2) // 2
+    return s[:head] + ".." + s[len(s) - (n - 2 - head):]
+
+
+def _wrap(text: str, indent: str = "  ") -> list[str]:
+    return textwrap.wrap(text, CONSOLE_WIDTH, subsequent_indent=indent, break_on_hyphens=False,
+                         break_long_words=True) or [""]
 
 
 def _md(headers: list[str], rows: list[list[object]]) -> str:
@@ -26,35 +68,56 @@ def _tiles(layer) -> str:
     return " ".join(f"{d}={t[d]}/{layer.dims[d]}" for d in layer.loop_order)
 
 
-def layer_rows(plan: Plan) -> list[list[object]]:
+def _pct(part: int, whole: int) -> str:
+    return f"{100.0 * part / whole:.1f}%" if whole else "-"
+
+
+def _has_waits(plan: Plan) -> bool:
+    return any(l.cycles.get("read_wait", 0) for l in plan.layers)
+
+
+def layer_rows(plan: Plan) -> tuple[list[str], list[list[object]]]:
+    """The layer table (KiB; "L1 use" = % of L1's usable bytes; "flash wait" = cycles waiting on
+    weights read in place; "*": the tiler's optimum is not proven)."""
     lvl = plan.hardware["compute_level"]
     usable = plan.memory[lvl]["usable"]
+    waits = _has_waits(plan)
+    far = plan.memory.get("L3", {}).get("display_name", "L3")
+    headers = ["layer", "op", "tiles (tile/full)"]
+    if lvl == "L1":
+        headers += ["L1 KiB", "L1 use"]
+    headers += ["DMA KiB"]
+    if waits:
+        headers += [f"{far} wait"]
+    headers += ["est. cycles"]
     rows = []
     for l in plan.layers:
-        pct = f"{100.0 * l.l1_bytes / usable:.1f}%" if lvl == "L1" else "-"
-        rows.append([l.name, l.op, _tiles(l), l.l1_bytes if lvl == "L1" else "-", pct, l.n_tiles,
-                     l.dma_bytes, l.est_cycles, "yes" if l.optimal else "NO"])
-    return rows
+        r: list[object] = [l.name, l.op, _tiles(l)]
+        if lvl == "L1":
+            r += [kib(l.l1_bytes), _pct(l.l1_bytes, usable)]
+        r += [kib(l.dma_bytes)]
+        if waits:
+            r += [f"{l.cycles.get('read_wait', 0):,}"]
+        r += [f"{l.est_cycles:,}" + ("" if l.optimal else "*")]
+        rows.append(r)
+    return headers, rows
 
 
-LAYER_HEADERS = ["layer", "op", "tiles (tile/full)", "L1 B", "L1 use", "tiles", "DMA B", "est. cycles",
-                 "optimal"]
+MEMORY_HEADERS = ["level", "memory", "capacity", "usable", "peak", "use (of usable)", "activations",
+                  "lower bound", "plan/LB", "weights", "runtime"]
 
 
 def memory_rows(plan: Plan) -> list[list[object]]:
+    """Per level, KiB; use = peak as % of usable."""
     rows = []
     for key, m in plan.memory.items():
         b = m["breakdown"]
         lb = m.get("lower_bound", 0)
         ratio = f"{m['plan_peak'] / lb:.3f}" if lb and "plan_peak" in m else "-"
-        rows.append([key, m.get("display_name", ""), m["capacity"], m["usable"], m["peak"],
-                     f"{100.0 * m['peak'] / m['usable']:.1f}%", b["activations"], lb, ratio, b["weights"],
-                     b["runtime"]])
+        rows.append([key, m.get("display_name", ""), kib(m["capacity"]), kib(m["usable"]), kib(m["peak"]),
+                     _pct(m["peak"], m["usable"]), kib(b["activations"]), kib(lb), ratio, kib(b["weights"]),
+                     kib(b["runtime"])])
     return rows
-
-
-MEMORY_HEADERS = ["level", "memory", "capacity", "usable", "peak", "use", "activations",
-                  "lower bound", "plan/LB", "weights", "runtime"]
 
 
 def block_rows(plan: Plan) -> list[list[object]]:
@@ -66,13 +129,17 @@ def block_rows(plan: Plan) -> list[list[object]]:
         f = b.get("fwsa") or {}
         dev = f.get("deviation") or {}
         rows.append([b["node"], f"S={b['s']} E={b['e']} P={b['p']} H={b['h']}", b["form"],
-                     lbl.get("peak_bytes", "-"), dft.get("peak_bytes", "-"), mn.get("peak_bytes", "-"),
+                     kib(lbl.get("peak_bytes")), kib(dft.get("peak_bytes")), kib(mn.get("peak_bytes")),
                      _ratio(b["peak_ratio_chosen"]), _ratio(b.get("peak_ratio_depth_first")),
-                     lbl.get("est_cycles", "-"), dft.get("est_cycles", "-"),
+                     _num(lbl.get("est_cycles")), _num(dft.get("est_cycles")),
                      "yes" if f.get("applied") else "no",
                      _ratio(f.get("param_ratio")), _ratio(f.get("mac_ratio")),
                      dev.get("softmax_max_abs_lsb", "-"), dev.get("block_max_abs_lsb", "-")])
     return rows
+
+
+def _num(n) -> str:
+    return "-" if n is None else f"{n:,}"
 
 
 def _ratio(r) -> str:
@@ -83,9 +150,9 @@ def _b(n) -> str:
     return "does not fit" if n is None else f"{n:,} B"
 
 
-BLOCK_HEADERS = ["MHSA block", "shape", "chosen", "layer-by-layer peak B", "depth-first peak B",
-                 "min depth-first peak B", "ratio (chosen)", "ratio (DFT alone)", "LbL cycles", "DFT cycles",
-                 "FWSA", "FWSA params", "FWSA MACs", "Δ softmax LSB", "Δ block LSB"]
+BLOCK_HEADERS = ["MHSA block", "shape", "chosen", "layer-by-layer peak KiB", "depth-first peak KiB",
+                 "min depth-first peak KiB", "ratio (chosen)", "ratio (DFT alone)", "LbL cycles",
+                 "DFT cycles", "FWSA", "FWSA params", "FWSA MACs", "Δ softmax LSB", "Δ block LSB"]
 
 
 def fwsa_line(plan: Plan, b: dict) -> str:
@@ -103,75 +170,203 @@ def fwsa_line(plan: Plan, b: dict) -> str:
     return out
 
 
-def deployed_line(plan: Plan) -> str:
+def deployed_line(plan: Plan, short: bool = False) -> str:
     """Whether the deployed model (what the C computes, `planner golden --plan`) is the input model."""
     fused = [b["node"] for b in plan.blocks if (b.get("fwsa") or {}).get("applied")]
     if not fused:
         return "deployed model: the input model (exact fusions only)"
     dv = (plan.fwsa or {}).get("deviation") or {}
+    on = plan.fwsa["inputs"] if plan.fwsa else "the deviation inputs"
+    if short:
+        return (f"deployed model DIFFERS from the input model: FWSA in {', '.join(fused)}: graph "
+                f"outputs max {dv.get('output_max_abs_lsb', '-')} LSB, "
+                f"{100 * dv.get('output_mismatch_fraction', 0):.1f}% of elements differ; reference: "
+                "planner golden --plan plan.json")
     return (f"deployed model DIFFERS from the input model: FWSA in {', '.join(fused)} (graph outputs "
-            f"max {dv.get('output_max_abs_lsb', '?')} LSB, mean {dv.get('output_mean_abs_lsb', 0):.3f} LSB, "
-            f"{100 * dv.get('output_mismatch_fraction', 0):.1f}% of elements differ, on "
-            f"{plan.fwsa['inputs'] if plan.fwsa else '?'}); reference: planner golden --plan plan.json")
+            f"max {dv.get('output_max_abs_lsb', '-')} LSB, mean {dv.get('output_mean_abs_lsb', 0):.3f} LSB, "
+            f"{100 * dv.get('output_mismatch_fraction', 0):.1f}% of elements differ, on {on}); "
+            "reference: planner golden --plan plan.json")
+
+
+def _hw_line(plan: Plan) -> str:
+    o = plan.options
+    return (f"{plan.network} on {plan.hardware['display_name']}, {plural(int(plan.hardware['cores']), 'core')}: "
+            f"dft={o['dft']} fwsa={o['fwsa']} weights={o.get('weights', 'auto')}")
+
+
+def footprint_lines(plan: Plan) -> list[str]:
+    """Read-only and read-write totals, one sentence each (console and report.md)."""
+    fp = plan.footprint
+    if not fp:
+        return []
+    ro = fp["read_only"]
+    l3 = plan.memory.get("L3", {})
+    where = ro["memory"]
+    cap = (f" ({_pct(ro['total'], ro['capacity'])} of the {human_bytes(ro['capacity'])} capacity)"
+           if ro.get("capacity") else "")
+    if not l3.get("addressable"):
+        in_l3 = f"in L3 ({l3.get('display_name', 'L3')}, copied there at start-up)"
+    else:
+        in_l3 = "read in place" if plan.hardware["compute_level"] == "L2" else "DMA'd from there"
+    parts = []
+    if ro["weights_in_l3"]:
+        parts.append(f"weights {human_bytes(ro['weights_in_l3'])} {in_l3}")
+    if ro["weights_copied_to_l2"]:
+        parts.append(f"{'constants' if parts else 'weights'} {human_bytes(ro['weights_copied_to_l2'])} "
+                     "copied to L2 by net_init")
+    parts += [f"runtime tables {human_bytes(ro['runtime_tables'])}",
+              f"code ~{human_bytes(ro['code_estimate'])} (an estimate; planner run on QEMU measures it)"]
+    out = [f"Read-only ({where}): {ro['total']:,} B = {human_bytes(ro['total'])}{cap}: {', '.join(parts)}"]
+    parts = []
+    for lv, a in fp["read_write"].items():
+        name = "" if a["memory"] == lv else f" {a['memory']}"
+        parts.append(f"{lv}{name} {a['arena']:,} B = {human_bytes(a['arena'])} ({_pct(a['arena'], a['usable'])} "
+                     f"of usable: activations {human_bytes(a['activations'])}, weights {human_bytes(a['weights'])})")
+    out.append(f"Read-write (RAM arenas to reserve, NET_<level>_BYTES): {'; '.join(parts)}; "
+               f"total {human_bytes(fp['ram_total'])}")
+    return out
+
+
+def weights_line(plan: Plan) -> str:
+    w = plan.weights or {}
+    if not w:
+        return ""
+    return (f"Weights: {w['in_l2']} constant{'s' if w['in_l2'] != 1 else ''} in L2 "
+            f"({human_bytes(w['bytes_l2'])}), {w['in_l3']} in L3"
+            + (f" {w['l3']}" if w.get("l3") else "") + f" ({human_bytes(w['bytes_l3'])}); {w['reason']}")
+
+
+def estimate_lines(plan: Plan) -> list[str]:
+    e = plan.estimate
+    hw = plan.hardware
+    wait = e.get("read_wait_cycles") or 0
+    far = plan.memory.get("L3", {}).get("display_name", "L3")
+    out = [f"Estimate: {e['cycles']:,} cycles = {e['latency_ms']} ms at {hw['frequency_hz'] / 1e6:g} MHz"
+           + (f", of which {wait:,} waiting on {far} reads" if wait else "")
+           + " (from hardware-model figures that are assumed until calibrated)"]
+    counted = (f"Counted in the deployed model: {e['macs']:,} MACs, {e['params_bytes']:,} B of constants")
+    if "weight_bytes" in e:
+        counted += (f" ({e['weight_bytes']:,} B weights + {e['kernel_constant_bytes']:,} B kernel "
+                    "requantization vectors and tables)")
+    im = e.get("input_model")
+    if im:
+        fused = any((b.get("fwsa") or {}).get("applied") for b in plan.blocks)
+        counted += (f"; the input model{' before FWSA' if fused else ''} (planner inspect): "
+                    f"{im['macs']:,} MACs, {im['weight_bytes']:,} B weights")
+    out.append(counted)
+    return out
+
+
+def _block_summary(b: dict) -> str:
+    f = b.get("fwsa") or {}
+    lbl = b.get("layer_by_layer") or {}
+    dft = b.get("depth_first") or {}
+    rule = b.get("rule") or {}
+    by = f" (decided by {rule['decided_by']})" if rule.get("decided_by") else ""
+    out = (f"MHSA {b['node']} (S={b['s']} E={b['e']} P={b['p']} H={b['h']}): {b['form']}{by}, "
+           f"FWSA {'applied' if f.get('applied') else 'not applied'}; peak layer by layer / chosen "
+           f"{_ratio(b['peak_ratio_chosen'])}")
+    if lbl.get("est_cycles") is not None and dft.get("est_cycles") is not None:
+        out += f"; est. cycles depth-first {dft['est_cycles']:,}, layer by layer {lbl['est_cycles']:,}"
+    if f.get("applied"):
+        out += f"; FWSA parameters {f['param_ratio']:.2f}x, MACs {f['mac_ratio']:.2f}x"
+        dev = f.get("deviation") or {}
+        if dev:
+            out += (f", softmax output max {dev['softmax_max_abs_lsb']} LSB, block output max "
+                    f"{dev['block_max_abs_lsb']} LSB off the unfused model")
+    return out
 
 
 def console_summary(plan: Plan) -> str:
-    lines = [f"{plan.network} on {plan.hardware['display_name']} ({plan.hardware['cores']} cores), "
-             f"dft={plan.options['dft']} fwsa={plan.options['fwsa']}", ""]
-    lines[1:1] = [deployed_line(plan)]
+    """What `planner solve` prints: under CONSOLE_WIDTH columns, details in report.md."""
+    lines = _wrap(_hw_line(plan))
     if not plan.deployable:
-        lines[1:1] = [f"NOT DEPLOYABLE (--plan-only): {r}" for r in plan.not_deployable]
-    lines.append(_table(LAYER_HEADERS, layer_rows(plan)))
-    lines.append("")
-    lines.append(_table(MEMORY_HEADERS, memory_rows(plan)))
+        for r in plan.not_deployable:
+            lines += _wrap(f"NOT DEPLOYABLE (--plan-only): {r}")
+    lines += _wrap(deployed_line(plan, short=True))
+    lvl = plan.hardware["compute_level"]
+    headers, rows = layer_rows(plan)
+    lines += ["", f"Layers (compute level {lvl}; {KIB_NOTE}"
+              + ("; L1 use = % of usable L1" if lvl == "L1" else "") + ")"]
+    lines.append(_table(headers, rows, CONSOLE_WIDTH, squeeze=(0, 2)))
+    if any(not l.optimal for l in plan.layers):
+        lines.append("* the tiler's time limit was reached: best tiling found, not proven optimal")
+    lines += ["", "Memory (KiB; use = peak as % of usable)"]
+    lines.append(_table(["level", "memory", "capacity", "usable", "peak", "use", "activations",
+                         "weights", "runtime"],
+                        [[r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[9], r[10]] for r in memory_rows(plan)],
+                        CONSOLE_WIDTH, squeeze=(1,)))
+    for text in footprint_lines(plan) + [weights_line(plan)]:
+        if text:
+            lines += _wrap(text)
     if plan.blocks:
         lines.append("")
-        lines.append(_table(BLOCK_HEADERS, block_rows(plan)))
         for b in plan.blocks:
-            lines.append(f"{b['node']}: {b['form']} ({b['reason']}); peak layer-by-layer / chosen "
-                         f"{_ratio(b['peak_ratio_chosen'])}, depth-first alone (standard form, same "
-                         f"budget) {_ratio(b.get('peak_ratio_depth_first'))} at "
-                         f"{_ratio(b.get('cycles_ratio_depth_first'))} the cycles"
-                         + (f", FWSA {_ratio(b['peak_ratio_fwsa'])} on top" if b.get("peak_ratio_fwsa") else ""))
-            lines.append(f"{b['node']}: {fwsa_line(plan, b)}")
+            lines += _wrap(_block_summary(b))
         if plan.fwsa:
             dv = plan.fwsa["deviation"]
-            lines.append(f"FWSA network deviation ({plan.fwsa['inputs']}): softmax max "
-                         f"{dv['softmax_max_abs_lsb']} LSB, block max {dv['block_max_abs_lsb']} LSB, graph "
-                         f"output max {dv['output_max_abs_lsb']} LSB")
-    e = plan.estimate
+            lines += _wrap(f"FWSA network deviation ({plan.fwsa['inputs']}): softmax max "
+                           f"{dv['softmax_max_abs_lsb']} LSB, block max {dv['block_max_abs_lsb']} LSB, "
+                           f"graph output max {dv['output_max_abs_lsb']} LSB")
     lines.append("")
-    lines.append(f"estimate: {e['cycles']:,} cycles = {e['latency_ms']} ms at "
-                 f"{plan.hardware['frequency_hz'] / 1e6:g} MHz, {e['macs']:,} MACs, "
-                 f"{e['params_bytes']:,} parameter bytes (assumed hardware figures, not calibrated)")
+    for text in estimate_lines(plan):
+        lines += _wrap(text)
+    lines.append("Details (every table, the reasons of each decision): report.md")
     return "\n".join(lines)
+
+
+def _opt(v, none: str) -> str:
+    return none if v is None else str(v)
 
 
 def write_report(plan: Plan, path: str | Path) -> None:
     hw = plan.hardware
     o = plan.options
     out = [f"# Deployment plan: {plan.network} on {hw['display_name']}", "",
-           f"Options: dft={o['dft']}, fwsa={o['fwsa']}, l1={o['l1']}, l2={o['l2']}, cores={o['cores']}, "
-           f"time limit {o['time_limit']} (deterministic units per layer), seed {o['seed']}. "
-           f"Compute level: {hw['compute_level']}.", "", deployed_line(plan) + ".", ""]
+           f"Options: dft={o['dft']}, fwsa={o['fwsa']}, weights={o.get('weights', 'auto')}, "
+           f"l1={_opt(o['l1'], 'the model size')}, l2={_opt(o['l2'], 'the model size')}, "
+           f"{plural(int(o['cores']), 'core')}, time limit {o['time_limit']} (deterministic units per "
+           f"layer), seed {o['seed']}. Compute level: {hw['compute_level']}. Sizes in tables: "
+           f"{KIB_NOTE}.", "", deployed_line(plan) + ".", ""]
     if not plan.deployable:
         out += ["**Not deployable** (planned with `--plan-only`; code generation refuses this plan):", ""]
         out += [f"- {r}" for r in plan.not_deployable] + [""]
-    e = plan.estimate
-    out += ["## Estimate", "",
-            f"{e['cycles']:,} cycles, {e['latency_ms']} ms at {hw['frequency_hz'] / 1e6:g} MHz; "
-            f"{e['macs']:,} MACs; {e['params_bytes']:,} parameter bytes.", "",
-            "All cycle figures come from the hardware model, whose figures are assumptions until "
+    out += ["## Estimate", ""] + [f"{t}." for t in estimate_lines(plan)] + [
+            "", "All cycle figures come from the hardware model, whose figures are assumptions until "
             "calibrated: " + ", ".join(plan.assumptions) + ".", ""]
-    out += ["## Layers", "", _md(LAYER_HEADERS, layer_rows(plan)), "",
-            "Tiles: tile size / full size per tiled dim at the compute level; DMA B: bytes moved "
-            "between the home level and the compute level per inference (all reloads); optimal: the "
-            "CP-SAT cycle optimum is proven.", ""]
+    headers, rows = layer_rows(plan)
+    out += ["## Layers", "", _md(headers, rows), "",
+            "Tiles: tile size / full size per tiled dim at the compute level; DMA KiB: bytes moved "
+            "between the home level and the compute level per inference (all reloads; for a weight "
+            "read in place, one pass over it); L1 use: the layer's L1 footprint as % of L1's usable "
+            "bytes; wait: cycles the core waits on weights read in place (flash wait states, "
+            "levels.L3.read_* of the hardware model; a Linear's weights are read once per block of "
+            "rows); *: the CP-SAT cycle optimum is not proven (time limit).", ""]
     out += ["## Memory", "", _md(MEMORY_HEADERS, memory_rows(plan)), "",
             "Peak = activations (static plan, graph input and output included, plus per-step "
             "scratch such as an MHSA accumulator kept in L2) + weights resident at the level + runtime "
-            "(layer descriptors, tile tables, DMA descriptors, estimated). Lower bound: the largest sum "
-            "of activation bytes live at one step. L1 holds one layer's tiles at a time.", ""]
+            "(layer descriptors, tile tables, DMA descriptors). Use: peak as % of usable (usable = "
+            "capacity minus the hardware model's reserve for stacks, code and runtime). Lower bound: "
+            "the largest sum of activation bytes live at one step. L1 holds one layer's tiles at a "
+            "time.", ""]
+    if plan.footprint:
+        fp = plan.footprint
+        ro = fp["read_only"]
+        out += ["## Footprint: read-only and read-write", ""]
+        out += [f"- {t}." for t in footprint_lines(plan)]
+        out += ["", _md(["read-only", "KiB"],
+                        [["weights in L3", kib(ro["weights_in_l3"])],
+                         ["weights copied to L2 (kept in the image)", kib(ro["weights_copied_to_l2"])],
+                         ["runtime tables", kib(ro["runtime_tables"])],
+                         ["code (estimate)", kib(ro["code_estimate"])], ["total", kib(ro["total"])]]), "",
+                _md(["read-write arena", "memory", "KiB", "of usable", "of capacity", "activations KiB",
+                     "weights KiB"],
+                    [[lv, a["memory"], kib(a["arena"]), _pct(a["arena"], a["usable"]),
+                      _pct(a["arena"], a["capacity"]), kib(a["activations"]), kib(a["weights"])]
+                     for lv, a in fp["read_write"].items()]), ""]
+        out += [f"- {n}." for n in fp["notes"]] + [""]
+    if plan.weights:
+        out += ["## Weights", "", weights_line(plan) + ".", ""]
     if plan.blocks:
         out += ["## MHSA blocks: depth-first tiling (DFT) and FWSA", "", _md(BLOCK_HEADERS, block_rows(plan)), ""]
         for b in plan.blocks:
@@ -206,8 +401,8 @@ def write_report(plan: Plan, path: str | Path) -> None:
             if r and r.get("uncertainty") is not None:
                 need = r["network_l2_need"]
                 out.append(f"- --dft auto rule: estimated cycles depth-first / layer-by-layer "
-                           f"{r['cycles_ratio']}, cost-model uncertainty ±{r['uncertainty']:g}; network L2 "
-                           f"need (activation lower bound + weights + runtime) depth-first "
+                           f"{_opt(r['cycles_ratio'], '-')}, cost-model uncertainty ±{r['uncertainty']:g}; "
+                           f"network L2 need (activation lower bound + weights in L2 + runtime) depth-first "
                            f"{_b(need['depth_first'])}, layer-by-layer {_b(need['layer_by_layer'])} of "
                            f"{r['l2_usable']:,} B usable; decided by {r['decided_by']}")
             out.append(f"- {fwsa_line(plan, b)}")

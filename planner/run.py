@@ -91,6 +91,7 @@ class RunResult:
     layers: list[LayerCheck] = field(default_factory=list)
     fault_layer: str | None = None
     measured: dict | None = None       # instruction counts on a QEMU target (measured.json)
+    plan_code_estimate: int | None = None  # plan.json footprint.read_only.code_estimate
 
 
 def _tool_check(t: RunTarget) -> None:
@@ -388,9 +389,13 @@ def run(out_dir: str | Path, opts: RunOptions | None = None) -> RunResult:
     measured = None
     if target.qemu is not None:
         tag = target.name + ("-layers" if opts.check_layers else "")
-        counts = read_icount((out / PROJECT_DIR).resolve() / "build" / tag)
+        build = (out / PROJECT_DIR).resolve() / "build" / tag
+        counts = read_icount(build)
         if counts is not None:
             measured = measured_doc(plan, target, counts, opts.check_layers)
+            sizes = elf_sizes(build / target.exe, target.name)
+            if sizes is not None:
+                measured["sizes"] = sizes
     outs = _parse(stdout, "O", len(graph.outputs), out)
     got = [io.decode(o, outs[k]).reshape(graph.tensors[o.name].shape) for k, o in enumerate(io.outputs)]
     exp = [env[o] for o in graph.outputs]
@@ -402,7 +407,8 @@ def run(out_dir: str | Path, opts: RunOptions | None = None) -> RunResult:
         maxd = max(maxd, int(d.max()) if d.size else 0)
     res = RunResult(mism == 0, mism, total, maxd, got, host_ns, build_s,
                     fault_layer=plan.layers[fault_index].name if fault_index is not None else None,
-                    measured=measured)
+                    measured=measured,
+                    plan_code_estimate=((plan.footprint or {}).get("read_only") or {}).get("code_estimate"))
     if measured is not None:
         from planner.plan import dumps
         (out / "measured.json").write_text(dumps(measured), encoding="utf-8")
@@ -437,6 +443,56 @@ def _layer_checks(stdout: str, plan: Plan, io, env, out: Path) -> list[LayerChec
         checks.append(LayerCheck(k, lp.name, int(np.count_nonzero(d)), int(d.size),
                                  int(d.max()) if d.size else 0))
     return checks
+
+
+# sections of the built program (codegen/platforms/*/ld, the RV32 stand-in's script): code and
+# constants (in flash / the program image), initialised data (its initial values in flash too)
+_ROM_SECTIONS = (".text", ".rodata", ".ARM.exidx", ".srodata")
+_DATA_SECTIONS = (".data", ".sdata")
+_IMAGES = ("net_l2_image", "net_l3_image")
+
+
+def elf_sizes(exe: Path, target: str) -> dict | None:
+    """measured.json `sizes`: the built ELF's read-only and read-write bytes (the target's
+    binutils `size -A` and `nm -S`), the weights images, runtime tables and test inputs apart, so
+    that `code` is the program's own code and constants (what plan.json
+    footprint.read_only.code_estimate estimates). None when the tools are missing."""
+    from planner import toolchain as tc
+
+    nm = tc.get_target(target).nm
+    size = nm[:-2] + "size" if nm and nm.endswith("nm") else None
+    if size is None or shutil.which(size) is None or shutil.which(nm) is None or not exe.is_file():
+        return None
+    sections: dict[str, int] = {}
+    for line in subprocess.run([size, "-A", str(exe)], capture_output=True, text=True).stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0].startswith(".") and parts[1].isdigit() \
+                and not parts[0].startswith((".debug", ".comment", ".riscv.attributes")):
+            sections[parts[0]] = int(parts[1])
+    symbols: dict[str, int] = {}
+    for line in subprocess.run([nm, "-S", "--defined-only", str(exe)], capture_output=True,
+                               text=True).stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 4:
+            symbols[parts[3]] = symbols.get(parts[3], 0) + int(parts[1], 16)
+    rom = sum(sections.get(k, 0) for k in _ROM_SECTIONS)
+    data = sum(sections.get(k, 0) for k in _DATA_SECTIONS)
+    images = {k: symbols.get(k, 0) for k in _IMAGES}
+    runtime = symbols.get("net_runtime", 0)
+    inputs = sum(v for k, v in symbols.items() if k.startswith("net_test_input"))
+    arenas = {k: symbols[k] for k in ("net_l1", "net_l2", "net_l3") if k in symbols}
+    bss = sum(v for k, v in sections.items() if k in (".bss", ".sbss"))
+    if not any(k.startswith(".nr_") for k in sections):  # the arenas are in .bss (RV32 stand-in)
+        bss -= sum(arenas.values())
+    return {"tool": f"{Path(size).name} -A, {Path(nm).name} -S", "sections": sections,
+            "read_only": {"total": rom + data, "weights_images": images, "runtime_tables": runtime,
+                          "test_inputs": inputs,
+                          "code": rom + data - sum(images.values()) - runtime - inputs},
+            "read_write": {"arenas": arenas, "data_bss": data + bss},
+            "note": ("code = read-only sections (code, constants, .data initial values) minus the "
+                     "weights images, the runtime tables and the built-in test inputs; arenas: the "
+                     "network's RAM (net_l1, net_l2, and net_l3 where L3 is a RAM the program "
+                     "fills); data_bss: the runtime's and platform's own variables")}
 
 
 def measured_doc(plan: Plan, t: RunTarget, counts: dict, check_layers: bool) -> dict:
@@ -483,8 +539,9 @@ def measured_doc(plan: Plan, t: RunTarget, counts: dict, check_layers: bool) -> 
                   "estimate_instructions: the cost model's estimate of this QEMU run "
                   "(planner/qemu_estimate.py): the kernels' and the generated code's cost terms "
                   "(estimated cycles / insn_to_cycle) plus the copies of the QEMU build's DMA port "
-                  "(qemu_dma_port); the chip's DMA time is not in it (QEMU has no DMA engine), it is "
-                  "in chip_estimate_cycles, the plan's estimate for the chip"],
+                  "(qemu_dma_port); the chip's DMA time and its flash wait states are not in it (QEMU "
+                  "has no DMA engine and no wait states), they are in chip_estimate_cycles, the "
+                  "plan's estimate for the chip"],
     }
     if sequential:
         doc["notes"].append(f"the GAP9 stand-in runs the plan's {cores} cores one after another: "

@@ -50,8 +50,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"net_run: {res.host_ns / 1e6:.3f} ms host wall time (this machine, not target time)")
     if res.measured is not None:
         print(measured_table(res.measured))
+        if res.measured.get("sizes"):
+            print(sizes_line(res.measured["sizes"], res.plan_code_estimate))
         print(f"wrote {args.output.rstrip('/')}/measured.json")
     return 0 if res.exact else 1
+
+
+def sizes_line(sz: dict, estimate: int | None) -> str:
+    """The built ELF's footprint, one wrapped paragraph (KiB = 1024 B)."""
+    import textwrap
+
+    from planner.units import human_bytes
+    ro, rw = sz["read_only"], sz["read_write"]
+    img = sum(ro["weights_images"].values())
+    est = f" (plan.json estimated {human_bytes(estimate)})" if estimate else ""
+    arenas = ", ".join(f"{k} {human_bytes(v)}" for k, v in rw["arenas"].items()) or "none"
+    text = (f"ELF (measured, {sz['tool']}; KiB = 1024 B): read-only {human_bytes(ro['total'])} = code "
+            f"{human_bytes(ro['code'])}{est} + weights images {human_bytes(img)} + runtime tables "
+            f"{human_bytes(ro['runtime_tables'])} + test inputs {human_bytes(ro['test_inputs'])}; RAM "
+            f"arenas {arenas}, runtime and platform data {human_bytes(rw['data_bss'])}")
+    return "\n".join(textwrap.wrap(text, 99, subsequent_indent="  "))
 
 
 def measured_table(m: dict) -> str:

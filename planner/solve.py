@@ -39,6 +39,7 @@ class SolveOptions:
     fwsa_samples: int = 4              # seeded random samples for the deviation without inputs
     plan_only: bool = False            # plan a graph with kernel-less ops (marked not deployable)
     int16: str = "off"                 # QDQ int16 residual stream: auto | off | TENSOR,...
+    weights: str = "auto"              # where constants live: auto | l2 | l3 (planner.placement)
 
 
 @dataclass
@@ -58,6 +59,7 @@ def solve(network: str | Path, hw_spec: str | Path, opts: SolveOptions | None = 
     opts = _checked(opts or SolveOptions())
     hw, cores = _hardware(hw_spec, opts)
     graph = load_graph(network, opts.input_shapes, int16=opts.int16)
+    input_model = _input_totals(graph)  # before FWSA (the transforms below change the graph)
     blockers = _deployability(network, graph, opts)
     input_notes: list[str] = []
     inputs = _deviation_inputs(graph, opts, input_notes)
@@ -66,17 +68,25 @@ def solve(network: str | Path, hw_spec: str | Path, opts: SolveOptions | None = 
     blocks = block_forms(graph, target)
     unfused = choose_forms(graph, blocks, opts.dft, opts.fwsa, target, fwsa)
     fwsa = settle_fwsa(graph, unfused, fwsa)
-    placed = place_network(graph, unfused, target, opts.time_limit, opts.seed)
+    placed = place_network(graph, unfused, target, opts.time_limit, opts.seed, opts.weights)
     warnings = input_notes + placed.warnings + _layer_warnings(placed.layers, opts.time_limit)
     deviation = fwsa_deviation(graph, fwsa, inputs, _inputs_name(opts), opts.seed, opts.fwsa_samples) \
         if fwsa else None
-    plan = build_plan(network, hw, _options(opts, cores), graph, placed, blocks, fwsa, deviation, warnings)
+    plan = build_plan(network, hw, _options(opts, cores), graph, placed, blocks, fwsa, deviation, warnings,
+                      input_model)
     plan.deployable, plan.not_deployable = not blockers, blockers
     plan.source = network_source(network, opts.input_shapes)
     return Solution(plan, graph, hw)
 
 
 # ---------------------------------------------------------------------------------- the steps
+
+
+def _input_totals(graph: Graph) -> dict:
+    """MACs and weight bytes of the network as loaded (planner inspect's `total`)."""
+    from planner.analysis import node_macs
+    return {"macs": int(sum(node_macs(graph, n) for n in graph.nodes)),
+            "weight_bytes": int(graph.weight_bytes())}
 
 
 def _checked(opts: SolveOptions) -> SolveOptions:
@@ -91,6 +101,9 @@ def _checked(opts: SolveOptions) -> SolveOptions:
         raise UsageError(f"--time-limit must be a finite number > 0, got {opts.time_limit}")
     if not 0 <= opts.seed < 2**31:
         raise UsageError(f"--seed must be an integer from 0 to {2**31 - 1}, got {opts.seed}")
+    from planner.placement import WEIGHTS_MODES
+    if opts.weights not in WEIGHTS_MODES:
+        raise UsageError(f"--weights must be one of {', '.join(WEIGHTS_MODES)}, got {opts.weights!r}")
     if opts.fwsa_samples < 1:
         raise UsageError(f"FWSA deviation samples must be at least 1, got {opts.fwsa_samples}")
     return opts
@@ -101,6 +114,9 @@ def _hardware(hw_spec: str | Path, opts: SolveOptions) -> tuple[HardwareModel, i
     from planner.hw import load_hw_model, with_overrides
 
     hw0 = load_hw_model(hw_spec)
+    if opts.weights == "l3" and not hw0.has_level("L3"):
+        raise UsageError(f"--weights l3: hardware model '{hw0.name}' has no L3 (its levels: "
+                         f"{', '.join(hw0.levels)}); use auto or l2")
     if opts.l1 is not None and not hw0.has_level("L1"):
         raise UsageError(f"--l1: hardware model '{hw0.name}' has no L1 (its levels: {', '.join(hw0.levels)})")
     hw = with_overrides(hw0, l1=opts.l1, l2=opts.l2) if (opts.l1 or opts.l2) else hw0
@@ -139,7 +155,9 @@ def _target(hw: HardwareModel, cores: int, opts: SolveOptions):
     from planner.placement import Target
     from planner.tiling.tiler import Tiler
 
-    params = CostParams.from_hw(hw, cores)
+    # --weights l2 / l3: every step (forms, tiler, placement) sees the constants there; auto
+    # starts from the target's default (planner.placement.weights_home may then copy to L2)
+    params = CostParams.from_hw(hw, cores, {"l2": "L2", "l3": "L3"}.get(opts.weights))
     if "L2" not in hw.levels:
         raise PlannerError(f"hardware model '{hw.name}' has no L2: the planner keeps activations in L2")
     return Target(hw, params, Tiler(params, hw, opts.time_limit, opts.seed))
@@ -160,4 +178,4 @@ def _options(opts: SolveOptions, cores: int) -> dict:
     """plan.json `options`: the options as given (file names only, no paths)."""
     return {"dft": opts.dft, "fwsa": opts.fwsa, "int16": opts.int16, "l1": opts.l1, "l2": opts.l2, "cores": cores,
             "time_limit": opts.time_limit, "seed": opts.seed, "inputs": _inputs_name(opts),
-            "fwsa_samples": opts.fwsa_samples, "plan_only": opts.plan_only}
+            "fwsa_samples": opts.fwsa_samples, "plan_only": opts.plan_only, "weights": opts.weights}

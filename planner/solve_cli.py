@@ -41,6 +41,11 @@ def register(sub, commands) -> None:
                         "model's reserve for stacks and runtime is kept")
     p.add_argument("--l2", type=argtype(parse_size), metavar="BYTES",
                    help="what-if L2 size, same syntax as --l1")
+    p.add_argument("--weights", default="auto", choices=("auto", "l2", "l3"),
+                   help="where the weights live: auto (STM32: in flash, read in place or DMA'd "
+                        "from it, copied to L2 only where the cost model says it pays; GAP9: in L2 "
+                        "as far as they fit), l2 (copied to L2 as far as they fit), l3 (all in L3); "
+                        "default auto")
     add_solver_options(p)
     p.add_argument("--no-emit", action="store_true",
                    help="plan only: do not write the C project (OUT/c/)")
@@ -102,7 +107,7 @@ def _solve_into(args: argparse.Namespace, out: Path) -> int:
     opts = SolveOptions(dft=args.dft, fwsa=args.fwsa, l1=args.l1, l2=args.l2, cores=args.cores,
                         time_limit=args.time_limit, seed=args.seed,
                         input_shapes=parse_input_shapes(args.input_shape), inputs=args.inputs,
-                        int16=args.int16, plan_only=args.plan_only)
+                        int16=args.int16, plan_only=args.plan_only, weights=args.weights)
     sol = solve(args.network, args.hw, opts)
     plan_path, report_path = out / PLAN_FILE, out / REPORT_FILE
     try:
@@ -122,11 +127,18 @@ def _solve_into(args: argparse.Namespace, out: Path) -> int:
         raise PlannerError(f"cannot write to {out}: {exc}") from None
     if not args.quiet:
         print(console_summary(sol.plan))
-        print(f"\nwrote {plan_path} and {report_path}"
-              + (f", C project in {emitted.root}/" if emitted is not None else ""))
+        print(f"\nwrote {PLAN_FILE}, {REPORT_FILE}" + (f" and the C project {emitted.root.name}/"
+                                                      if emitted is not None else "") + " in:")
+        print(f"  {out}")
     for w in sol.plan.warnings:
-        print(f"planner: warning: {w}")
+        print("\n".join(_wrap(f"planner: warning: {w}")))
     return 0
+
+
+def _wrap(text: str) -> list[str]:
+    from planner.report import CONSOLE_WIDTH
+    import textwrap
+    return textwrap.wrap(text, CONSOLE_WIDTH, subsequent_indent="  ", break_on_hyphens=False) or [""]
 
 
 def _check_sizes(args: argparse.Namespace) -> None:

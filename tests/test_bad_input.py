@@ -239,22 +239,43 @@ def test_zero_or_negative_dimension_is_not_called_dynamic(tmp_path, capsys, valu
 
 
 def test_layer_without_room_never_reports_negative_usable(tmp_path, capsys):
-    """stm32l4 computes in L2: with --l2 48K the live activations and resident weights leave the
-    MHSA layer nothing; the message says so instead of '-512 B usable'."""
-    rc, text = run(["solve", example_net("radar_block"), "stm32l4", "--l2", "48K", "-o", tmp_path / "o"], capsys)
+    """stm32l4 computes in L2: with --l2 48K (the weights copied to L2, --weights l2; the
+    placement then moves them back to flash) the live activations leave the MHSA layer too
+    little; the message says what is left instead of a negative usable figure. When what is held
+    exceeds the usable bytes (resident weights that cannot move), it says "no room left" and by
+    how much (the message function, on the same layer)."""
+    rc, text = run(["solve", example_net("radar_block"), "stm32l4", "--l2", "48K", "--weights", "l2",
+                    "-o", tmp_path / "o"], capsys)
     assert rc == 1 and "mhsa0_b0.o.matmul.out" in text
     assert not re.search(r"-[\d,]+ B", text), text
-    assert "no room left for it" in text and "live activations" in text and "resident weights" in text
-    m = re.search(r"([\d,]+) B over\): ([\d,]+) B missing at L2", text)
+    assert "live activations" in text
+    left = re.search(r"L2 has ([\d,]+) B left for it \(.*\): ([\d,]+) B missing at L2", text)
     foot = int(re.search(r"smallest footprint is ([\d,]+) B", text).group(1).replace(",", ""))
+    assert left and int(left.group(2).replace(",", "")) == foot - int(left.group(1).replace(",", ""))
+    from planner.solve import SolveOptions, _target
+    from planner.hw import load_hw_model
+    from planner.frontend import load_graph
+    from planner.tiling.ops import BuildContext, describe
+    target = _target(load_hw_model("stm32l4"), 1, SolveOptions())
+    g = load_graph(example_net("radar_block"))
+    node = next(n for n in g.nodes if n.op == "MHSA")
+    desc = describe(BuildContext(g, target.params, "armv7e-m", "L2"), node)
+    err = str(target.tiler.infeasible(desc, node, "L2", -512, "16,384 B usable minus 6,144 B of live "
+                                      "activations and 10,752 B of resident weights"))
+    assert not re.search(r"-[\d,]+ B", err), err
+    assert "no room left for it" in err and "resident weights" in err
+    m = re.search(r"([\d,]+) B over\): ([\d,]+) B missing at L2", err)
+    foot = int(re.search(r"smallest footprint is ([\d,]+) B", err).group(1).replace(",", ""))
     assert m and int(m.group(2).replace(",", "")) == foot + int(m.group(1).replace(",", ""))
 
 
 def test_weights_placement_not_converging_says_what_to_do(tmp_path, capsys, monkeypatch):
-    """One streaming round where two are needed (stm32l4, 64K of L2 streams weights)."""
+    """One streaming round where two are needed (stm32l4, 64K of L2 with the weights copied to
+    L2, --weights l2, streams them back to flash)."""
     import planner.placement
     monkeypatch.setattr(planner.placement, "WEIGHT_ROUNDS", 1)
-    rc, text = run(["solve", example_net("eeg_block"), "stm32l4", "--l2", "64K", "-o", tmp_path / "o"], capsys)
+    rc, text = run(["solve", example_net("eeg_block"), "stm32l4", "--l2", "64K", "--weights", "l2",
+                    "-o", tmp_path / "o"], capsys)
     assert rc == 1 and "did not converge in 1 round(s)" in text
     assert re.search(r"[\d,]+ B missing at L2 \(32,768 B usable\)", text) and "--l2" in text
 

@@ -63,7 +63,7 @@ def test_inspect_json(example, capsys):
     rc, text, _ = run(["inspect", net], capsys)
     # the same facts as the tables
     assert f"{doc['flavour']} graph '{doc['graph']}', {len(doc['nodes'])} nodes" in text
-    assert f"total: {doc['total']['macs']} MACs, {doc['total']['weight_bytes']} weight bytes" in text
+    assert f"total: {doc['total']['macs']:,} MACs, {doc['total']['weight_bytes']:,} weight bytes" in text
     assert doc["total"]["macs"] == sum(n["macs"] for n in doc["nodes"]) > 0
     assert [i["name"] for i in doc["inputs"]] == ["input"] and doc["inputs"][0]["dtype"] == "int8"
     meta = json.loads((EXAMPLES / example / "meta.json").read_text())

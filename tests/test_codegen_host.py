@@ -68,6 +68,9 @@ TIGHT = [
     # no L1: every layer reads its tensors where they live, through the layouts' strides
     ("eeg_block/int.onnx", "stm32l4", ["--dft", "off"]),
     ("outlier_2block/qdq.onnx", "gap9", ["--l1", "16K", "--dft", "off"]),
+    # depth-first MHSA with x streamed by chunks (two copies / one copy) and the accumulator in L2
+    ("eeg_block/int.onnx", "gap9", ["--l1", "24000", "--dft", "on", "--fwsa", "off"]),
+    ("ecg_block/int.onnx", "gap9", ["--l1", "20000", "--dft", "on"]),
     # GAP9 L2 so small that weights stream from L3 through L2 staging buffers
     ("eeg_2block/int.onnx", "gap9", ["--l2", "300000", "--dft", "on"]),
     ("eeg_block/int.onnx", "gap9", ["--l2", "300000"]),

@@ -17,7 +17,7 @@ ROOT := ../..
 BUILD ?= $(ROOT)/build/gap9-standin
 INPUTS ?= $(ROOT)/src/net_test_inputs.c
 DEFS ?=
-SRCS := $(ROOT)/src/network.c $(ROOT)/src/net_consts.c $(ROOT)/runtime/nr_tiles.c $(ROOT)/runtime/nr_io.c \
+SRCS := $(ROOT)/src/network.c $(ROOT)/src/net_consts.c $(ROOT)/runtime/nr_tiles.c $(ROOT)/runtime/nr_io.c $(ROOT)/runtime/nr_libc.c \
         nr_plat_gap9.c main.c standin/pmsis_standin.c $(wildcard $(ROOT)/kernel_lib/src/*.c)
 INC := -I$(ROOT)/include -I$(ROOT)/runtime -Istandin -I. -I$(ROOT)/kernel_lib/include
 HDRS := $(wildcard $(ROOT)/include/*.h $(ROOT)/runtime/*.h *.h standin/*.h standin/bsp/ram/*.h $(ROOT)/kernel_lib/include/*.h)

@@ -24,7 +24,7 @@ else
 LDSCRIPT := ld/${T['board_ld']}
 DMA := ${T['board_dma']}
 endif
-SRCS := $(ROOT)/src/network.c $(ROOT)/src/net_consts.c $(ROOT)/runtime/nr_tiles.c $(ROOT)/runtime/nr_io.c \
+SRCS := $(ROOT)/src/network.c $(ROOT)/src/net_consts.c $(ROOT)/runtime/nr_tiles.c $(ROOT)/runtime/nr_io.c $(ROOT)/runtime/nr_libc.c \
         startup_stm32.c nr_plat_stm32.c $(DMA) main.c $(wildcard $(ROOT)/kernel_lib/src/*.c)
 INC := -I$(ROOT)/include -I$(ROOT)/runtime -I. -I$(ROOT)/kernel_lib/include
 HDRS := $(wildcard $(ROOT)/include/*.h $(ROOT)/runtime/*.h *.h $(ROOT)/kernel_lib/include/*.h)

@@ -6,6 +6,7 @@
         return f"nr_buf_view(&B[{L['idx'][name]}], off, wslot[{L['idx'][name]}])"
     has = L['has']
     two_h = [k for k in L['head_bufs'] if L['copies'][k] == 2]
+    need_next = bool(two_h) or (not L['x_res'] and L['copies'][L['xk']] == 2)
 %>\
 /* ${L['comment']} */
 static void layer_${L['ident']}(int core_id, int n_cores)
@@ -13,12 +14,16 @@ static void layer_${L['ident']}(int core_id, int n_cores)
     const nr_buf_t *const B = nr_bufs + LAYER_${L['ident']}_FIRST_BUF;
     const int c0 = core_id == 0;
     int32_t off[2] = {0, 0}, ext[2] = {${L['H']}, ${S}};
-% if two_h:
+% if need_next:
     int32_t noff[2], next[2];
 % endif
     int wslot[${len(L['copies'])}] = {0};
     nr_dma_id_t pend[${len(L['copies'])}][2];
     int32_t ht, c, j, k;
+% if not L['x_res']:
+    int32_t xq; /* step of the x stream in this head tile: 0 .. 2*NX-1 */
+#define XS(q) (${'(q) & 1' if L['copies'][L['xk']] == 2 else '0'})
+% endif
     kl_attn_t a;
     kl_rq_t rq_v, rq_av, rq_s, rq_o;
 % if L['fwsa']:
@@ -108,18 +113,22 @@ static void layer_${L['ident']}(int core_id, int n_cores)
 <%include file="mhsa_kv.c.mako" args="L=L, buf=buf"/>
         }
 % else:
-        for (c = 0; c < ${L['NX']}; c++) {
+        /* x streamed by chunks, twice per head tile (pass 1, then pass 2): stream step q loads
+           chunk q % NX into copy XS(q); with two copies the next chunk is in flight while this
+           one is computed */
+        xq = 0;
+        if (c0) {
+            off[1] = 0; ext[1] = ${S} < ${L['XT']} ? ${S} : ${L['XT']};
+            pend[${L['xk']}][0] = nr_buf_load(&B[${L['xk']}], off, ext, 0);
+        }
+        for (c = 0; c < ${L['NX']}; c++, xq++) {
             const int32_t t0 = c * ${L['XT']}, tn = ${S} - t0 < ${L['XT']} ? ${S} - t0 : ${L['XT']};
             const void *xt;
-            off[1] = t0; ext[1] = tn;
-            if (c0) {
-                nr_wait_out(pend[${L['xk']}][0]);
-                nr_wait_in(${L['id']}, nr_buf_load(&B[${L['xk']}], off, ext, 0));
-            }
-            nr_barrier();
-            xt = nr_buf_ptr(&B[${L['xk']}], 0);
+<%include file="mhsa_xstep.c.mako" args="L=L"/>
+            xt = nr_buf_ptr(&B[${L['xk']}], XS(xq));
 <%include file="mhsa_kv.c.mako" args="L=L, buf=buf"/>
             nr_barrier();
+<%include file="mhsa_xnext.c.mako" args="L=L"/>
         }
 % endif
         nr_barrier();
@@ -129,11 +138,10 @@ static void layer_${L['ident']}(int core_id, int n_cores)
             const int nc = xn < n_cores ? (int)xn : n_cores;
             const void *xr;
             int32_t *acc;
-            off[1] = r0; ext[1] = xn;
 % if not L['x_res']:
-            if (c0)
-                nr_wait_in(${L['id']}, nr_buf_load(&B[${L['xk']}], off, ext, 0));
+<%include file="mhsa_xstep.c.mako" args="L=L"/>
 % endif
+            off[1] = r0; ext[1] = xn;
 % if not L['acc_local']:
             /* the accumulator rows of this chunk, kept in L2 between head tiles */
             if (c0) {
@@ -150,7 +158,7 @@ static void layer_${L['ident']}(int core_id, int n_cores)
 % if L['x_res']:
             xr = (const uint8_t *)${buf('x')} + r0 * ${E};
 % else:
-            xr = nr_buf_ptr(&B[${L['xk']}], 0);
+            xr = nr_buf_ptr(&B[${L['xk']}], XS(xq));
 % endif
             for (j = 0; j < hn; j++) {
                 const int32_t h = h0 + j;
@@ -208,6 +216,10 @@ static void layer_${L['ident']}(int core_id, int n_cores)
             if (c0)
                 pend[${L['acck']}][0] = nr_buf_store(&B[${L['acck']}], off, ext, 0);
 % endif
+% if not L['x_res']:
+<%include file="mhsa_xnext.c.mako" args="L=L"/>
+            xq++;
+% endif
         }
     }
     /* Y = RQ_o(acc + b_o), in place in the accumulator rows, compacted and written out */
@@ -253,4 +265,7 @@ static void layer_${L['ident']}(int core_id, int n_cores)
     if (c0)
         nr_dma_wait_all();
     nr_barrier();
+% if not L['x_res']:
+#undef XS
+% endif
 }

@@ -8,7 +8,9 @@
 /* ${lv} arena bytes [${off}, ${off + len(data)}) */
 const uint32_t net_${lv.lower()}_image_offset = ${off}u;
 const uint32_t net_${lv.lower()}_image_bytes = ${len(data)}u;
-const uint8_t net_${lv.lower()}_image[${max(len(data), 1)}] = {
+/* aligned as the arenas: where L3 is a memory-mapped flash this image IS the L3 arena, and the
+ * kernels read int32 vectors (biases, requantization) in it where they are */
+const uint8_t net_${lv.lower()}_image[${max(len(data), 1)}] __attribute__((aligned(8))) = {
 ${c_bytes(data)}
 };
 

@@ -183,6 +183,19 @@ static const uint32_t net_in_bytes[${max(len(N['inputs']), 1)}] = {${', '.join(s
 static const uint32_t net_out_off[${max(len(N['outputs']), 1)}] = {${', '.join(str(io.offset) for io in N['outputs']) or '0'}};
 static const uint32_t net_out_bytes[${max(len(N['outputs']), 1)}] = {${', '.join(str(io.nbytes) for io in N['outputs']) or '0'}};
 
+void net_print_outputs(void)
+{
+    int k;
+    for (k = 0; k < NET_N_OUTPUTS; k++) {
+        nr_out_s("O ");
+        nr_out_u64((uint64_t)k);
+        nr_out_s(" ");
+        nr_out_hex(net_output(k), net_output_bytes(k));
+        nr_out_s("\n");
+    }
+    nr_out_flush();
+}
+
 uint8_t *net_input(int k) { return net_l2 + net_in_off[k]; }
 uint32_t net_input_bytes(int k) { return net_in_bytes[k]; }
 const uint8_t *net_output(int k) { return net_l2 + net_out_off[k]; }

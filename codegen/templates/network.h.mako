@@ -27,6 +27,9 @@ uint32_t net_input_bytes(int k);
 const uint8_t *net_output(int k);
 uint32_t net_output_bytes(int k);
 
+/* every output as a line "O <k> <hex bytes>" (what `planner run` reads) */
+void net_print_outputs(void);
+
 /* the test inputs compiled into the program (net_test_inputs.c) */
 void net_load_test_inputs(void);
 

@@ -61,6 +61,14 @@ class BufferSpec:
                                  # description's operand alignment beyond the planner's packing)
     into: str | None = None      # DMA'd straight into that buffer's tile (no footprint of its
                                  # own: unit_bytes 0), e.g. a full bias loaded into an int32 y
+    # How often the kernel reads a weight where it lives (priced only when it is read in place
+    # from a level with wait states, a flash): `reads` times its bytes per pass (a Linear's
+    # weights are streamed once per block of rows), or by the tile size of `reads_dim`
+    # (`reads_table`); `lookups`: a table read at random, priced per access instead of per byte.
+    reads: int = 1
+    reads_dim: str | None = None
+    reads_table: tuple[tuple[int, int], ...] | None = None
+    lookups: int = 0
 
     @property
     def moved(self) -> bool:
@@ -157,7 +165,8 @@ class Variant:
         return (self.op, self.kernel, self.label, self.level,
                 tuple((d.name, d.size, d.candidates) for d in self.loops),
                 tuple((b.name, b.kind, b.dims, b.unit_bytes, b.full_bytes, b.home, b.passes,
-                       b.only_if_split, b.activation, b.once, b.table, b.align, b.into)
+                       b.only_if_split, b.activation, b.once, b.table, b.align, b.into, b.reads,
+                       b.reads_dim, b.reads_table, b.lookups)
                       for b in self.buffers),
                 tuple(self.compute), tuple(self.overhead), tuple(sorted(self.min_tile.items())),
                 tuple(self.l2_extra))

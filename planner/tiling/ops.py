@@ -18,6 +18,8 @@ from planner.ir import DTYPE_BYTES, Graph, Node
 from planner.tiling.desc import (BufferSpec, ComputeTerm, LayerDesc, LoopDim, OverheadTerm, Variant,
                                  candidate_sizes)
 from planner.tiling.kernels import KernelInfo, kernel
+from kernel_lib import descriptions as kd
+from planner.plan import filled_at_init, param_blob_name
 
 TILED_OPS = ("Linear", "MatMul", "Add", "RequantShift", "Softmax", "LayerNorm", "GELU", "Lut", "MHSA")
 
@@ -29,15 +31,23 @@ class BuildContext:
     isa: str                                  # hardware model isa string
     level: str                                # compute level (L1, or L2 without L1)
     act_home: str = "L2"                      # where activation tensors live
-    weight_home: dict[str, str] = field(default_factory=dict)  # constant tensor -> level
-    default_weight_home: str = "L2"
+    weight_home: dict[str, str] = field(default_factory=dict)  # constant -> level (tensor name
+    #                                          or planner.plan.param_blob_name of a layer's blob)
+    default_weight_home: str | None = None    # None: the target's (CostParams.default_weight_home)
+
+    def __post_init__(self) -> None:
+        if self.default_weight_home is None:
+            self.default_weight_home = self.params.default_weight_home
 
     @property
     def cores(self) -> int:
         return self.params.cores
 
     def whome(self, tensor: str) -> str:
-        return self.weight_home.get(tensor, self.default_weight_home)
+        """Home level of a constant (graph tensor or layer blob, planner.plan.param_blob_name)."""
+        if tensor in self.weight_home:
+            return self.weight_home[tensor]
+        return "L2" if filled_at_init(tensor) else self.default_weight_home
 
     def tensor_bytes(self, name: str) -> int:
         return self.graph.tensors[name].nbytes
@@ -167,16 +177,47 @@ def rq_axes(rq) -> dict[str, int]:
     return flags
 
 
-def _weight(ctx: BuildContext, name: str, role: str, dims: tuple[str, ...], unit: int) -> BufferSpec:
+def _weight(ctx: BuildContext, name: str, role: str, dims: tuple[str, ...], unit: int,
+            **reads) -> BufferSpec:
     return BufferSpec(role, name, "weight", dims, unit, ctx.tensor_bytes(name), ctx.whome(name),
-                      activation=False)
+                      activation=False, **reads)
 
 
-def _params_buf(ctx: BuildContext, node: Node) -> list[BufferSpec]:
+def _params_buf(ctx: BuildContext, node: Node, layer: str | None = None, role: str = "rq",
+                **reads) -> list[BufferSpec]:
+    """The node's requantization vectors, a constant of layer `layer` (default the node) named
+    `role` (its home: ctx.whome of its blob name)."""
     b = _rq_bytes(node)
     if not b:
         return []
-    return [BufferSpec("rq", None, "weight", (), b, b, ctx.default_weight_home, activation=False)]
+    home = ctx.whome(param_blob_name(layer or node.name, role))
+    return [BufferSpec(role, None, "weight", (), b, b, home, activation=False, **reads)]
+
+
+# How often kernels read their constants (BufferSpec.reads): what reading them in place from a
+# flash costs. The figures are kernel_lib's (descriptions.gemm_q_streams, mhsa_row_groups).
+
+
+def _over_tiles(d: LoopDim, per_tile) -> dict:
+    """reads by tile size of `d`: per_tile(t) summed over the tiles of d (the last one partial)."""
+    table = []
+    for t in d.candidates:
+        full, rem = divmod(d.size, t)
+        table.append((t, full * per_tile(t) + (per_tile(rem) if rem else 0)))
+    if len(table) == 1:
+        return {"reads": table[0][1]}
+    return {"reads_dim": d.name, "reads_table": tuple(table)}
+
+
+def _q_reads(ctx: BuildContext, k: KernelInfo, d: LoopDim) -> dict:
+    """A gemm's Q operand (a Linear's weights, bias and requantization vectors): streamed once
+    per block of the rows of `d`."""
+    return _over_tiles(d, lambda t: kd.gemm_q_streams(t, ctx.cores, k.isa))
+
+
+def _group_reads(ctx: BuildContext, d: LoopDim) -> dict:
+    """kl_mhsa_chunk's per-head constants: streamed once per group of query rows of `d`."""
+    return _over_tiles(d, lambda t: kd.mhsa_row_groups(t, ctx.cores))
 
 
 # --------------------------------------------------------------------------------------- Linear
@@ -219,13 +260,14 @@ def linear(ctx: BuildContext, node: Node) -> LayerDesc:
     dK = _dim(ctx, "K", kk, k_, full, "K")
     kind = bias_kind(g, node)
     out_i32 = node.attrs.get("rq") is None and ctx.eb(y) == 4
+    q_reads = _q_reads(ctx, k_, dS)  # weights, bias and rq vectors streamed per block of rows
     bufs = [
         BufferSpec("x", x, "in", ("S", "K"), ctx.eb(x), ctx.tensor_bytes(x), ctx.act_home),
-        _weight(ctx, w, "w", ("N", "K"), ctx.eb(w)),
+        _weight(ctx, w, "w", ("N", "K"), ctx.eb(w), **q_reads),
     ]
     accumulator = None
     if kind == "vector":
-        bufs.append(_weight(ctx, bias, "bias", ("N",), 4))
+        bufs.append(_weight(ctx, bias, "bias", ("N",), 4, **q_reads))
     elif kind == "full" and out_i32:  # loaded into the int32 y tile, which accumulates
         bufs.append(BufferSpec("bias", bias, "weight", ("S", "N"), 0, ctx.tensor_bytes(bias),
                                ctx.whome(bias), activation=False, into="y"))
@@ -233,7 +275,7 @@ def linear(ctx: BuildContext, node: Node) -> LayerDesc:
     elif kind == "full":  # the bias tile is the accumulator, requantized into y at the end
         bufs.append(_weight(ctx, bias, "bias", ("S", "N"), 4))
         accumulator = "bias"
-    bufs += _params_buf(ctx, node)
+    bufs += _params_buf(ctx, node, **q_reads)
     bufs.append(BufferSpec("y", y, "out", ("S", "N"), ctx.eb(y), ctx.tensor_bytes(y), ctx.act_home))
     if accumulator is None:
         bufs.append(BufferSpec("psum", None, "local", ("S", "N"), 4, only_if_split="K"))
@@ -303,7 +345,7 @@ def matmul(ctx: BuildContext, node: Node) -> LayerDesc:
         BufferSpec("b", b, "in", ("B",) if b_batched else (), kk * n * ctx.eb(b), ctx.tensor_bytes(b),
                    ctx.act_home),
     ]
-    bufs += _params_buf(ctx, node)
+    bufs += _params_buf(ctx, node, reads=batch * kd.gemm_q_streams(m, cores, k_.isa))
     bufs.append(BufferSpec("y", y, "out", ("B", "M"), n * ctx.eb(y), ctx.tensor_bytes(y), ctx.act_home))
     sdims, sunit = k_.scratch_product(full, [], cores)
     if sunit:
@@ -357,12 +399,14 @@ def rowwise(ctx: BuildContext, node: Node) -> LayerDesc:
         if tt.is_const:
             cname = ({1: "weight", 2: "bias"}.get(i, role) if node.op == "LayerNorm"
                      else "table" if node.op == "Lut" else role)
-            bufs.append(_weight(ctx, t, cname, (), tt.nbytes))
+            # a table is looked up per element; a per-feature vector is read per row
+            reads = {"lookups": r * c} if node.op == "Lut" else {"reads": 1 if tt.size == r * c else r}
+            bufs.append(_weight(ctx, t, cname, (), tt.nbytes, **reads))
         elif tt.size == r * c:
             bufs.append(BufferSpec(role, t, "in", ("R",), c * ctx.eb(t), tt.nbytes, ctx.act_home))
         else:  # a broadcast operand: kept whole
             bufs.append(BufferSpec(role, t, "in", (), tt.nbytes, tt.nbytes, ctx.act_home))
-    bufs += _params_buf(ctx, node)
+    bufs += _params_buf(ctx, node, reads=r)
     bufs.append(BufferSpec("y", y, "out", ("R",), c * ctx.eb(y), ctx.tensor_bytes(y), ctx.act_home))
     # a row-split kernel is called with min(rows, cores) cores: its per-core scratch follows
     table = tuple((t, _row_scratch(k_, kd_dims, t, c, ctx.cores)) for t in dR.candidates)
@@ -560,11 +604,18 @@ def _mhsa_overheads(s: int, e: int, h: int, kv_calls: int, q_calls: int, x_res: 
             OverheadTerm((), max(s - 1, 1) * e, "compact")]
 
 
-def _lut_buf(ctx: BuildContext, ch: _Chunk) -> list[BufferSpec]:
+def _lut_buf(ctx: BuildContext, ch: _Chunk, layer: str, h: int, s: int) -> list[BufferSpec]:
+    """The softmax table: one lookup per score element (h heads x s x s)."""
     if not ch.lut:
         return []
-    return [BufferSpec("softmax_lut", None, "weight", (), ch.lut, ch.lut, ctx.default_weight_home,
-                       activation=False)]
+    return [BufferSpec("softmax_lut", None, "weight", (), ch.lut, ch.lut,
+                       ctx.whome(param_blob_name(layer, "softmax_lut")), activation=False,
+                       lookups=h * s * s)]
+
+
+def _part_rq(ctx: BuildContext, node: Node, part: str, **reads) -> list[BufferSpec]:
+    """The requantization vectors of MHSA part `part` (buffer rq_<part> of the MHSA layer)."""
+    return _params_buf(ctx, node.attrs[part], node.name, f"rq_{part}", **reads)
 
 
 
@@ -603,17 +654,21 @@ def mhsa_dft(ctx: BuildContext, node: Node) -> LayerDesc:
     loopd = {"h": dh, "x": dx}
     common = (_proj_terms("q_proj", lin, True, s, p, e, h, 0, cores, loopd, _head_rq(a["q"], h))
               + _chunk_terms(ch, h, s, cores, loopd))
-    wbufs = [_weight(ctx, wq, "wq", ("h",), p * e), _weight(ctx, wk, "wk", ("h",), p * e),
-             _weight(ctx, wv, "wv", ("h",), p * e), _weight(ctx, wo, "wo", ("h",), e * p)]
-    for nm, t in (("bq", bq), ("bk", bk), ("bv", bv)):
+    # how often each constant is read (in place): Q per chunk rows (kl_linear), K over all rows,
+    # V once (kl_linear_t: its weights are the expanded rows), W_o per group (kl_mhsa_chunk)
+    rq_ = _q_reads(ctx, lin, dx)
+    rk_ = {"reads": kd.gemm_q_streams(s, cores, lin.isa)}
+    rg_ = _group_reads(ctx, dx)
+    wbufs = [_weight(ctx, wq, "wq", ("h",), p * e, **rq_), _weight(ctx, wk, "wk", ("h",), p * e, **rk_),
+             _weight(ctx, wv, "wv", ("h",), p * e), _weight(ctx, wo, "wo", ("h",), e * p, **rg_)]
+    for nm, t, rd in (("bq", bq, rq_), ("bk", bk, rk_), ("bv", bv, {})):
         if t:
-            wbufs.append(_weight(ctx, t, nm, ("h",), p * 4))
+            wbufs.append(_weight(ctx, t, nm, ("h",), p * 4, **rd))
     if bo:
-        wbufs.append(_weight(ctx, bo, "bo", (), e * 4))
-    for part in ("q", "k", "v", "scores", "av", "o"):
-        wbufs += [BufferSpec(f"rq_{part}", None, bb.kind, bb.dims, bb.unit_bytes, bb.full_bytes,
-                             bb.home, activation=False) for bb in _params_buf(ctx, a[part])]
-    wbufs += _lut_buf(ctx, ch)
+        wbufs.append(_weight(ctx, bo, "bo", (), e * 4, **rg_))
+    for part, rd in (("q", rq_), ("k", rk_), ("v", {}), ("scores", rg_), ("av", rg_), ("o", {"reads": s})):
+        wbufs += _part_rq(ctx, node, part, **rd)
+    wbufs += _lut_buf(ctx, ch, node.name, h, s)
     local = [
         BufferSpec("k_h", k_t, "local", ("h",), ch.kv["k_h"]),
         BufferSpec("v_h", v_t, "local", ("h",), ch.kv["v_h"]),
@@ -661,7 +716,7 @@ def mhsa_dft(ctx: BuildContext, node: Node) -> LayerDesc:
 # ----------------------------------------------------------------------- MHSA, FWSA depth-first
 
 
-def _fwsa_rq_buf(name: str, rq, h: int, home: str) -> list[BufferSpec]:
+def _fwsa_rq_buf(name: str, rq, h: int, home: str, **reads) -> list[BufferSpec]:
     """The int32 mul/add vectors of an FWSA requantization ([H,1,n]): per head when they vary per
     head, else one small block (per-tensor constants live in the layer descriptor)."""
     if rq is None:
@@ -671,8 +726,9 @@ def _fwsa_rq_buf(name: str, rq, h: int, home: str) -> list[BufferSpec]:
     if total <= 8 * 3:
         return []
     if total % h == 0 and np.asarray(rq.mul).size % h == 0 and np.asarray(rq.mul).size >= h:
-        return [BufferSpec(name, None, "weight", ("h",), total // h, total, home, activation=False)]
-    return [BufferSpec(name, None, "weight", (), total, total, home, activation=False)]
+        return [BufferSpec(name, None, "weight", ("h",), total // h, total, home, activation=False,
+                           **reads)]
+    return [BufferSpec(name, None, "weight", (), total, total, home, activation=False, **reads)]
 
 
 def mhsa_fwsa_dft(ctx: BuildContext, node: Node) -> LayerDesc:
@@ -717,23 +773,30 @@ def mhsa_fwsa_dft(ctx: BuildContext, node: Node) -> LayerDesc:
     if not kmode:
         common += _proj_terms("istar", lin, True, s, e, e, h, 0, cores, loopd, _per_head(fw.rq_i, h))
     common += _chunk_terms(ch, h, s, cores, loopd)
-    home = ctx.default_weight_home
-    wbufs = [_weight(ctx, wf, "wf", ("h",), e * e), _weight(ctx, wv, "wv", ("h",), p * e),
-             _weight(ctx, wo, "wo", ("h",), e * p)]
+
+    def home(role: str) -> str:
+        return ctx.whome(param_blob_name(node.name, role))
+
+    # reads (in place): W_f per chunk rows (kl_linear I*) or per group (the kernel's FWSA mode),
+    # V once (kl_linear_t), W_o and the chunk kernel's vectors per group
+    rg_ = _group_reads(ctx, dx)
+    rf_ = rg_ if kmode else _q_reads(ctx, lin, dx)
+    wbufs = [_weight(ctx, wf, "wf", ("h",), e * e, **rf_), _weight(ctx, wv, "wv", ("h",), p * e),
+             _weight(ctx, wo, "wo", ("h",), e * p, **rg_)]
     if bf:
-        wbufs.append(_weight(ctx, bf, "bf", ("h",), e * 4))
+        wbufs.append(_weight(ctx, bf, "bf", ("h",), e * 4, **rf_))
     if bv:
         wbufs.append(_weight(ctx, bv, "bv", ("h",), p * 4))
     if w_row:
-        wbufs.append(_weight(ctx, w_row, "w_row", ("h",), e))
+        wbufs.append(_weight(ctx, w_row, "w_row", ("h",), e, **rg_))
     if bo:
-        wbufs.append(_weight(ctx, bo, "bo", (), e * 4))
-    wbufs += _fwsa_rq_buf("rq_i", fw.rq_i, h, home) + _fwsa_rq_buf("rq_s", fw.rq_scores, h, home)
-    wbufs += _fwsa_rq_buf("rq_row", fw.rq_row, h, home)
-    for part in ("v", "av", "o"):
-        wbufs += [BufferSpec(f"rq_{part}", None, bb.kind, bb.dims, bb.unit_bytes, bb.full_bytes,
-                             bb.home, activation=False) for bb in _params_buf(ctx, a[part])]
-    wbufs += _lut_buf(ctx, ch)
+        wbufs.append(_weight(ctx, bo, "bo", (), e * 4, **rg_))
+    wbufs += _fwsa_rq_buf("rq_i", fw.rq_i, h, home("rq_i"), **rf_)
+    wbufs += _fwsa_rq_buf("rq_s", fw.rq_scores, h, home("rq_s"), **rg_)
+    wbufs += _fwsa_rq_buf("rq_row", fw.rq_row, h, home("rq_row"), **rg_)
+    for part, rd in (("v", {}), ("av", rg_), ("o", {"reads": s})):
+        wbufs += _part_rq(ctx, node, part, **rd)
+    wbufs += _lut_buf(ctx, ch, node.name, h, s)
     local = [BufferSpec("v_h", v_t, "local", ("h",), ch.kv["v_h"])]
     if not kmode:  # kl_linear's output, the chunk kernel's q input (8 bit)
         local.append(BufferSpec("istar_rows", None, "local", ("x",), e))

@@ -109,6 +109,7 @@ class _Model:
         m.add(compute == comp_expr)
         hidden_terms: list[_E] = []
         exposed_terms: list[_E] = []
+        wait_terms: list[_E] = []       # in-place reads: wait states (exposed)
         foot_terms: list[_E] = []
         stage_terms: list[_E] = []
         xfer_terms: list[_E] = []
@@ -137,11 +138,27 @@ class _Model:
                     trf.append(self._active_n(d, inner))
             traffic_f = self._mul(trf, f"tf_{b.name}")
             loads = self._mul(dep_n + trf, f"ld_{b.name}")
-            legs = params.legs(b.home, v.level)
-            setup = sum(l.setup for l in legs)
-            bcost = sum(l.byte_cost for l in legs)
+            setup, bcost = params.transfer(b.home, v.level)
             if acc == "inplace":
-                hidden_terms.append(traffic_f.scale(bcost * b.full_bytes * b.passes))
+                if b.lookups:
+                    w = params.read_wait_cost(b, 0)
+                    wait_terms.append(_E(w, w))
+                    continue
+                per_byte = params.read_wait.get(b.home, (0, 0))[0]
+                if b.reads_table is not None:
+                    tab = dict(b.reads_table)
+                    sel = self.sel[b.reads_dim]
+                    ub = max(tab[c] for c, _ in sel)
+                    if len(sel) == 1:
+                        reads = _E(tab[sel[0][0]], ub)
+                    else:
+                        r = m.new_int_var(0, ub, f"reads_{b.name}")
+                        m.add(r == sum(tab[c] * bv for c, bv in sel))
+                        reads = _E(r, ub)
+                else:
+                    reads = _E(b.reads, b.reads)
+                rd = self._mul([traffic_f, reads], f"rd_{b.name}")
+                wait_terms.append(rd.scale(per_byte * b.full_bytes * b.passes))
                 continue
             dma = _E(setup * b.passes * loads.x + bcost * b.full_bytes * b.passes * traffic_f.x,
                      setup * b.passes * loads.ub + bcost * b.full_bytes * b.passes * traffic_f.ub)
@@ -175,9 +192,9 @@ class _Model:
         m.add_max_equality(mx, [compute, hidden])
         over = [self._mul([self.n[d] for d in o.dims], f"ov{i}").scale(params.overhead[o.kind] * o.mult)
                 for i, o in enumerate(v.overhead)] + xfer_terms
-        cost_ub = max(comp_ub, hidden_ub) + sum(e.ub for e in exposed_terms) + sum(e.ub for e in over)
+        cost_ub = max(comp_ub, hidden_ub) + sum(e.ub for e in exposed_terms + wait_terms + over)
         self.cost = m.new_int_var(0, max(cost_ub, 1), "cost")
-        m.add(self.cost == mx + sum(e.x for e in exposed_terms) + sum(e.x for e in over))
+        m.add(self.cost == mx + sum(e.x for e in exposed_terms + wait_terms + over))
         self.foot_expr = sum(e.x for e in foot_terms)
         m.add(self.foot_expr <= capacity)
         self.stage_expr = sum(e.x for e in stage_terms)

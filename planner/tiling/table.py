@@ -121,7 +121,8 @@ def build_table(params: CostParams, v: Variant, align: int = 1, staging_capacity
             cnt = cnt * N[d]
         overhead += params.overhead[o.kind] * o.mult * cnt
 
-    hidden = zeros.copy()       # in-place weight reads (always behind compute)
+    hidden = zeros.copy()       # hidden transfers before double-buffering (none yet)
+    wait = zeros.copy()         # in-place reads: wait states (exposed)
     dma_all = zeros.copy()      # all DMA transfers as if single-buffered (exposed)
     foot = zeros.copy()
     foot_al = zeros.copy()
@@ -153,9 +154,9 @@ def build_table(params: CostParams, v: Variant, align: int = 1, staging_capacity
         loads = loads * b.passes
         traffic = b.full_bytes * b.passes * tf
         if acc == "dma":
-            legs = params.legs(b.home, v.level)
-            dma = sum(l.setup * loads + l.byte_cost * traffic for l in legs)
-            first = sum(l.setup + l.byte_cost * tb for l in legs)
+            setup, byte_cost = params.transfer(b.home, v.level)
+            dma = setup * loads + byte_cost * traffic
+            first = setup + byte_cost * tb
             dma = np.where(present, dma, 0)
             first = np.where(present, first, 0)
             overhead += np.where(present, params.transfer_overhead * loads, 0)
@@ -171,7 +172,17 @@ def build_table(params: CostParams, v: Variant, align: int = 1, staging_capacity
             if b.unit_bytes > 0 and np.any(gain > 0):
                 items.append((b.name, gain, tb, _align(tb, align, b.align), staged, b.activation))
         elif acc == "inplace":
-            hidden += np.where(present, sum(l.byte_cost * traffic for l in params.legs(b.home, v.level)), 0)
+            if b.reads_table is not None:
+                i = order.index(b.reads_dim)
+                tab = dict(b.reads_table)
+                reads = np.array([tab[c] for c in cands[i]], np.int64)[idx[b.reads_dim]]
+            else:
+                reads = ones * b.reads
+            if b.lookups:
+                bw = ones * params.read_wait_cost(b, 0)
+            else:
+                bw = params.read_wait.get(b.home, (0, 0))[0] * traffic * reads
+            wait += np.where(present, bw, 0)
         elif b.kind in ("local", "scratch"):
             foot += tb
             foot_al += _align(tb, align, b.align)
@@ -207,8 +218,10 @@ def build_table(params: CostParams, v: Variant, align: int = 1, staging_capacity
         fa = fa + tba[:, None] * c
         if staged:
             st = st + tb[:, None] * c
-    # exposed = all transfers - the hidden (doubled) parts; cost = max(compute, hidden) + exposed + overhead
-    cost = np.maximum(compute[:, None], hid) + (dma_all[:, None] - (hid - hidden[:, None])) + overhead[:, None]
+    # exposed = all transfers - the hidden (doubled) parts; cost = max(compute, hidden) + exposed + waits
+    # + overhead
+    cost = np.maximum(compute[:, None], hid) + (dma_all[:, None] - (hid - hidden[:, None])) \
+        + wait[:, None] + overhead[:, None]
     # a group doubled where its transfer gains nothing (not present, or loaded once at these tiles)
     # costs memory for no cycle: the same tiles with that group single dominate the row
     useful = np.ones((m, k), bool)

@@ -16,7 +16,6 @@ static void app_main(void)
     struct pi_device cluster;
     struct pi_cluster_conf conf;
     struct pi_cluster_task task;
-    int k;
     nr_plat_init();
     net_init();
     net_load_test_inputs();
@@ -32,13 +31,7 @@ static void app_main(void)
     task.nb_cores = NET_CORES;
     pi_cluster_send_task_to_cl(&cluster, &task);
     pi_cluster_close(&cluster);
-    for (k = 0; k < NET_N_OUTPUTS; k++) {
-        nr_out_s("O ");
-        nr_out_u64((uint64_t)k);
-        nr_out_s(" ");
-        nr_out_hex(net_output(k), net_output_bytes(k));
-        nr_out_s("\n");
-    }
+    net_print_outputs();
     nr_out_flush();
     pmsis_exit(0);
 }

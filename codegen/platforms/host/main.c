@@ -9,20 +9,13 @@
 int main(void)
 {
     uint64_t t0, t1;
-    int k;
     nr_plat_init();
     net_init();
     net_load_test_inputs();
     t0 = nr_time_ns();
     net_run();
     t1 = nr_time_ns();
-    for (k = 0; k < NET_N_OUTPUTS; k++) {
-        nr_out_s("O ");
-        nr_out_u64((uint64_t)k);
-        nr_out_s(" ");
-        nr_out_hex(net_output(k), net_output_bytes(k));
-        nr_out_s("\n");
-    }
+    net_print_outputs();
     nr_out_s("T host_ns ");
     nr_out_u64(t1 - t0);
     nr_out_s("\n");

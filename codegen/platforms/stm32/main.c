@@ -7,18 +7,11 @@
 
 int main(void)
 {
-    int k;
     nr_plat_init();
     net_init();
     net_load_test_inputs();
     net_run();
-    for (k = 0; k < NET_N_OUTPUTS; k++) {
-        nr_out_s("O ");
-        nr_out_u64((uint64_t)k);
-        nr_out_s(" ");
-        nr_out_hex(net_output(k), net_output_bytes(k));
-        nr_out_s("\n");
-    }
+    net_print_outputs();
     nr_out_flush();
     nr_plat_deinit();
     return 0;

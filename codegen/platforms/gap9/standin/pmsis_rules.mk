@@ -8,7 +8,7 @@ CC := $(CROSS_CC)
 BUILD_DIR ?= build
 SI_ARCH := -march=rv32imc -mabi=ilp32 -mcmodel=medany -misa-spec=2.2
 SI_CFLAGS := $(SI_ARCH) -ffreestanding -ffunction-sections -fdata-sections -I$(STANDIN) $(APP_CFLAGS)
-SI_SRCS := $(APP_SRCS) $(STANDIN)pmsis_standin.c
+SI_SRCS := $(APP_SRCS) $(STANDIN)pmsis_standin.c $(STANDIN)../../../runtime/nr_libc.c
 
 all: $(BUILD_DIR)/$(APP).elf
 

@@ -247,31 +247,3 @@ void pi_cl_ram_read_2d(struct pi_device *device, uint32_t pi_ram_addr, void *add
 }
 
 void pi_cl_ram_read_wait(pi_cl_ram_req_t *req) { (void)req; }
-
-/* the libc symbols GCC may emit calls to */
-#define NR_RT __attribute__((used, optimize("no-tree-loop-distribute-patterns")))
-NR_RT void *memcpy(void *dst, const void *src, size_t n)
-{
-    nr_copy((uint8_t *)dst, (const uint8_t *)src, (uint32_t)n);
-    return dst;
-}
-NR_RT void *memset(void *dst, int c, size_t n)
-{
-    uint8_t *d = (uint8_t *)dst;
-    while (n--)
-        *d++ = (uint8_t)c;
-    return dst;
-}
-NR_RT void *memmove(void *dst, const void *src, size_t n)
-{
-    uint8_t *d = (uint8_t *)dst;
-    const uint8_t *s = (const uint8_t *)src;
-    if (d < s) {
-        while (n--)
-            *d++ = *s++;
-    } else {
-        while (n--)
-            d[n] = s[n];
-    }
-    return dst;
-}
