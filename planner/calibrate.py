@@ -286,6 +286,19 @@ def chunk_call(rows: int, S: int, D: int, P: int, E: int, cores: int, sm: tuple[
                           rq_i_cols), c, n, (part,), macs, label)
 
 
+def matmul_call(b: int, m: int, n: int, k: int, bt: int, cores: int, rq: tuple[int, int],
+                a_signed: int = 1, b_signed: int = 1, wide: int = 0) -> Call:
+    """kl_bmatmul on b batches of [m][k] . [k][n] (bt: B stored [n][k]), split as the kernel
+    (the b*m output rows, else the columns); wide: int16 outputs (rq.n_levels = 65536)."""
+    c, nc = _core(cores)
+    share = (last_share(b * m, nc) * n if b * m >= nc else b * m * last_share(n, nc)) * k
+    mul, sh = rq
+    return Call("matmul", (b, m, n, k, a_signed, b_signed, bt, mul, sh, wide), c, nc,
+                (_part("bmatmul", nc, batch=b, M=m, N=n, K=k, b_trans=bt, rq16=wide),), share,
+                f"kl_bmatmul {b}x{m}x{k} . {k}x{n}{' (B^T)' if bt else ''}{' int16 out' if wide else ''}"
+                + _who(c, nc))
+
+
 def finalize_call(rows: int, cols: int, cores: int, bias: int, rq: tuple[int, int] | None = None) -> Call:
     """The MHSA writeout (nr_finalize_rows: rows split across cores, kl_linear_finalize in place)."""
     share = last_share(rows, cores)
@@ -328,7 +341,10 @@ def _check_layer(graph, node, lp) -> None:
     if lp.op == "Linear":
         ok = all(f.startswith("kl_linear_") for f in fns) and T[node.inputs[0]].dtype in _8BIT
     elif lp.op == "MatMul":
-        ok = dtypes <= ({"int32", *_8BIT} if "kl_bmatmul_i32" in fns else set(_8BIT))
+        outs = {T[t].dtype for t in node.outputs if t}
+        ok = dtypes <= ({"int32", *_8BIT} if "kl_bmatmul_i32" in fns
+                        else {*_8BIT, "int16"}) and all(T[t].dtype in _8BIT for t in node.inputs[:2])
+        ok = ok and ("kl_bmatmul_i32" in fns or outs <= {*_8BIT, "int16"})
     elif lp.op in _FUNCTIONS:
         allowed = set(_8BIT) | {"int16"} | ({"int32"} if lp.op in ("GELU", "RequantShift") else set())
         ok = fns <= _FUNCTIONS[lp.op] and dtypes <= allowed
@@ -383,9 +399,9 @@ def _layer_calls(graph, lp, cores: int) -> list[tuple[Call, int]]:
                                 f"kl_bmatmul_i32 {bb}x{m}x{K} . {K}x{N}" + _who(c, n))
                 else:
                     asg, bsg = int(T[a].dtype != "uint8"), int(T[b].dtype != "uint8")
-                    call = Call("matmul", (bb, m, N, K, asg, bsg, bt, mul, sh), c, n,
-                                (_part("bmatmul", n, batch=bb, M=m, N=N, K=K, b_trans=bt),), share,
-                                f"kl_bmatmul {bb}x{m}x{K} . {K}x{N}{' (B^T)' if bt else ''}" + _who(c, n))
+                    wide = int(T[y].dtype == "int16")  # QDQ scores: int16 outputs
+                    call = matmul_call(bb, m, N, K, bt, cores, (mul, sh), asg, bsg, wide)
+                    share = call.work
                 out.append((call, cb * cm))
     elif op in ("LayerNorm", "GELU", "Add", "RequantShift", "Softmax", "Lut"):
         y = node.outputs[0]
@@ -643,12 +659,9 @@ def grid_calls(cores: int) -> list[Call]:
           for k in (2, 8, 16, 32, 66)]
     for b, m, n, k in _pick(mm, 40, 6):
         for bt in (0, 1):
-            c, nc = _core(cores)
-            mul, sh = _mul_shift(k)
-            out.append(Call("matmul", (b, m, n, k, 1, 1, bt, mul, sh), c, nc,
-                            (_part("bmatmul", nc, batch=b, M=m, N=n, K=k, b_trans=bt),),
-                            b * m * n * k, f"kl_bmatmul {b}x{m}x{k} . {k}x{n}{' (B^T)' if bt else ''}"
-                            + _who(c, nc)))
+            out.append(matmul_call(b, m, n, k, bt, cores, _mul_shift(k)))
+    for b, m, n, k in _pick(mm, 12, 16):  # int16 outputs (the QDQ scores' kl_matmul_nt_s8)
+        out.append(matmul_call(b, m, n, k, 1, cores, _mul_shift(k), wide=1))
     for b, m, n, k in _pick(mm, 8, 7):
         c, nc = _core(cores)
         out.append(Call("matmul_i32", (b, m, n, k, 1, 1, 12), c, nc,
@@ -1018,11 +1031,12 @@ def calibrate_overhead(cal: Calibration, hw_path: Path, examples: Sequence[str] 
             hwm = load_hw_model(model)
             cores = int(plan.hardware.get("cores", 1))
             seq = cores if target == "qemu-rv32" and cores > 1 else 1
-            for (lp, v, ev), (tot, kin), (_, pin) in zip(qe.layer_evaluations(plan, hwm), kern["layers"],
-                                                        port["layers"]):
+            for (lp, v, ev), descs, (tot, kin), (_, pin) in zip(qe.layer_evaluations(plan, hwm),
+                                                               qe.layer_descs(plan), kern["layers"],
+                                                               port["layers"]):
                 layer_runs.append(LayerRun(name, lp.name, lp.op, tot, kin or 0, pin or 0,
                                            qe.overhead_features(ev.overhead_counts, seq),
-                                           qe.port_counts(v, ev)))
+                                           qe.port_counts(v, ev, descs, lp.loop_order)))
         port_rows = [r for r in layer_runs if any(r.port_counts.values())]
         ov_rows = layer_runs
         cal.port = fit_counts([r.port_counts for r in port_rows], [max(r.port, 1) for r in port_rows],
@@ -1094,6 +1108,14 @@ def updated_text(path: Path, values: dict[str, float], sources: dict[str, str]) 
         for k in [k for k in src if k.startswith(dotted + ".")]:
             del src[k]
     src.update(sources)
+    # an object's own source goes once each of its fields has one (the per-field sources of
+    # overhead_cycles and qemu_dma_port replace the object's "assumed" one)
+    for parent in {d.rsplit(".", 1)[0] for d in sources if "." in d}:
+        obj = data
+        for p in parent.split("."):
+            obj = obj.get(p) if isinstance(obj, dict) else None
+        if parent in src and isinstance(obj, dict) and all(f"{parent}.{k}" in src for k in obj):
+            del src[parent]
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 

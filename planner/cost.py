@@ -333,11 +333,18 @@ def rests_on(src: str | None) -> tuple[str, ...]:
 
 def estimate_uncertainty(hw: HardwareModel, fields: set[str]) -> float:
     """UNCERTAINTY_ASSUMED when any of `fields` is assumed (or has no source, or is derived or
-    measured through an assumed factor: `source_is_assumed`, `rests_on`), else
-    UNCERTAINTY_CALIBRATED."""
-    sources = hw.sources
+    measured through an assumed factor: `source_is_assumed`, `rests_on`; a field's source is its
+    own or its enclosing object's, `kernel_cost.gemm` for `kernel_cost.gemm.mac`), else
+    UNCERTAINTY_CALIBRATED, widened to the largest deviation `planner calibrate` measured between
+    the estimate and the QEMU count of a layer (qemu_estimate_deviation) when the figures rest
+    on QEMU counts."""
+    qemu = False
     for f in fields:
-        src = sources.get(f)
-        if source_is_assumed(src) or any(source_is_assumed(sources.get(d)) for d in rests_on(src)):
+        src = hw.source(f)
+        deps = rests_on(src)
+        if source_is_assumed(src) or any(source_is_assumed(hw.source(d)) for d in deps):
             return UNCERTAINTY_ASSUMED
+        qemu = qemu or bool(deps)
+    if qemu and hw.qemu_estimate_deviation:
+        return max(UNCERTAINTY_CALIBRATED, float(hw.qemu_estimate_deviation))
     return UNCERTAINTY_CALIBRATED

@@ -93,12 +93,86 @@ def layer_evaluations(plan: Plan, hw: HardwareModel | None = None
     return out
 
 
-def port_counts(v: Variant, ev: Evaluation) -> dict[str, int]:
+def layer_descs(plan: Plan) -> list[dict | None]:
+    """The tile engine's buffer descriptors of every layer as the code generator emits them
+    (codegen/model.py BufDesc, by buffer name), None for a layer with its own loops (MHSA) or
+    when the code generator cannot describe it: the real geometry of each DMA copy (a view with
+    a transposed or head-interleaved layout is gathered in many short rows)."""
+    from codegen.project import _emit_layer, build_context
+    from planner.deployed import deployed_graph
+
+    try:
+        ctx = build_context(plan, deployed_graph(plan))
+    except PlannerError:
+        return [None] * len(plan.layers)
+    out: list[dict | None] = []
+    for k in range(len(plan.layers)):
+        try:
+            code = _emit_layer(ctx, k)
+        except PlannerError:
+            out.append(None)
+            continue
+        out.append({b.name: b for b in code.bufs} if code.engine else None)
+    return out
+
+
+def _xfer_rows(desc, ext: dict[int, int]) -> tuple[int, int, bool]:
+    """(bytes per row, rows, copied by words) of one copy of a tile of `desc` whose loop dims
+    have the extents `ext` (by loop index): nr_make_xfer's merge (contiguous run, then levels;
+    axes of extent 1 skipped, adjacent levels merged) and nr_row's word test."""
+    dense = row = desc.elem
+    contiguous = True
+    levels: list[list[int]] = []   # [n, home stride, near stride]
+    for a in reversed(desc.axes):
+        e = a.full if a.dim is None else ext[a.dim]
+        if e == 1:
+            continue
+        if contiguous and a.stride == row:
+            row *= e
+        else:
+            contiguous = False
+            if levels and a.stride == levels[-1][0] * levels[-1][1] and dense == levels[-1][0] * levels[-1][2]:
+                levels[-1][0] *= e
+            else:
+                levels.append([e, a.stride, dense])
+        dense *= e
+    rows = prod(lv[0] for lv in levels)
+    strides = [lv[1] for lv in levels] + [lv[2] for lv in levels]
+    words = (row % 4 == 0 and desc.home_off % 4 == 0 and desc.near_off % 4 == 0
+             and all(st % 4 == 0 for st in strides))
+    return row, rows, words
+
+
+def _desc_rows(desc, loop_order: list[str], v: Variant, ev: Evaluation) -> tuple[float, float]:
+    """(rows per load, share of the bytes copied by words) of a buffer's copies, averaged over
+    the tiles (full and rest tiles weighted by their number)."""
+    sizes = {d.name: d.size for d in v.loops}
+    used = sorted({a.dim for a in desc.axes if a.dim is not None})
+    combos: list[tuple[float, dict[int, int]]] = [(1.0, {})]
+    for i in used:
+        d = loop_order[i]
+        t, n = ev.tiles[d], ev.n_tiles[d]
+        rest = sizes[d] - (n - 1) * t
+        opts = [((n - 1) / n if rest != t else 1.0, t)] + ([(1 / n, rest)] if rest != t else [])
+        combos = [(w * wo, {**e, i: x}) for w, e in combos for wo, x in opts if wo > 0]
+    rows = words = total = 0.0
+    for w, e in combos:
+        rb, nr, wd = _xfer_rows(desc, e)
+        rows += w * nr
+        total += w * rb * nr
+        words += w * rb * nr * wd
+    return rows, (words / total if total else 1.0)
+
+
+def port_counts(v: Variant, ev: Evaluation, descs: dict | None = None,
+                loop_order: list[str] | None = None) -> dict[str, int]:
     """What the QEMU DMA port copies for a layer: transfers (one per leg), contiguous rows, and the
-    bytes of rows whose length is a multiple of 4 (copied by words) or not (byte by byte). A
-    tile's rows: the inner dims of its buffer that the tile spans whole, and the first one it
-    cuts, form one contiguous run; the outer dims repeat it (nr_make_xfer merges the same way).
-    Rest tiles are counted at the average extent."""
+    bytes of rows whose length is a multiple of 4 (copied by words) or not (byte by byte). With
+    the code generator's descriptors (`descs`, layer_descs) the rows are those nr_make_xfer
+    makes of each tile; without, a tile's rows are taken from the tiler's view: the inner dims
+    of its buffer that the tile spans whole, and the first one it cuts, form one contiguous run;
+    the outer dims repeat it. Rest tiles are counted at the average extent. A staged copy's
+    second leg (L2 staging -> compute level) is one flat row."""
     sizes = {d.name: d.size for d in v.loops}
     specs = {b.name: b for b in v.buffers}
     out = {"transfer": 0, "row": 0, "byte": 0, "byte_unaligned": 0}
@@ -106,6 +180,20 @@ def port_counts(v: Variant, ev: Evaluation) -> dict[str, int]:
         if be.access != "dma" or not be.present or be.loads == 0:
             continue
         spec = specs[be.name]
+        desc = (descs or {}).get(be.name)
+        if desc is not None and loop_order is not None and desc.axes:
+            per_load, word_share = _desc_rows(desc, loop_order, v, ev)
+            n_rows = max(1, int(round(be.loads * per_load)))
+            words = int(round(be.traffic * word_share))
+            out["transfer"] += be.loads
+            out["row"] += n_rows
+            out["byte"] += words
+            out["byte_unaligned"] += be.traffic - words
+            if be.staging:  # the flat copy out of the L2 staging buffer
+                out["transfer"] += be.loads
+                out["row"] += be.loads
+                out["byte" if be.tile_bytes % 4 == 0 else "byte_unaligned"] += be.traffic
+            continue
         legs = 2 if be.staging else 1
         rows = 1.0
         run_dims: list[str] = []
@@ -143,13 +231,13 @@ def estimate(plan: Plan, target: str, hw: HardwareModel | None = None) -> list[L
     sequential = cores if target == "qemu-rv32" and cores > 1 else 1
     params = CostParams.from_hw(hw, cores)
     out = []
-    for lp, v, ev in layer_evaluations(plan, hw):
+    for (lp, v, ev), descs in zip(layer_evaluations(plan, hw), layer_descs(plan)):
         counts = ev.overhead_counts
         ov_cyc = 0.0
         for kind, n in counts.items():
             per = (params.transfer_overhead if kind == "transfer" else params.overhead[kind]) / SCALE
             ov_cyc += per * n * (sequential if kind in _PER_CORE else 1)
-        pc = port_counts(v, ev)
+        pc = port_counts(v, ev, descs, lp.loop_order)
         port = sum(hw.qemu_dma_port[k] * n for k, n in pc.items())
         out.append(LayerEstimate(lp.name, ev.compute / SCALE / i2c * sequential, ov_cyc / i2c, port,
                                  pc, dict(counts)))

@@ -198,10 +198,13 @@ static void linear(const int32_t *p, int core, int nc)
 static void matmul(const int32_t *p, int core, int nc)
 {
     const int32_t B = p[0], M = p[1], N = p[2], K = p[3], as = p[4], bs = p[5], bt = p[6];
+    const int32_t wide = p[9]; /* int16 outputs (QDQ scores: rq.n_levels = 65536) */
     kl_rq_t rq = mk_rq(p[7], p[8], 1);
     const void *a = rnd8((uint32_t)(B * M * K));
     const void *b = rnd8((uint32_t)(B * N * K));
-    void *y = alloc((uint32_t)(B * M * N));
+    void *y = alloc((uint32_t)(B * M * N * (wide ? 2 : 1)));
+    if (wide)
+        rq.n_levels = 65536;
     void *scr = mm_scratch(K, nc);
     prof_start();
     kl_bmatmul(a, as, M * K, K, b, bs, bt, N * K, bt ? K : N, y, M * N, N, B, M, N, K, 0, 0, &rq,
