@@ -837,14 +837,19 @@ LAYER_WEIGHT = 4  # a layer of an example plan counts as much as this many singl
 def layer_rows(uses: Sequence[Use], measured: dict[Call, int], isa: str
                ) -> list[tuple[dict[Feature, int], int]]:
     """Per layer of the plans: (the feature counts of all its calls, their measured
-    instructions), each call as often as the layer runs it."""
+    instructions), each call as often as the layer runs it; a layer with a call that was not
+    measured (--kernels: another key's) is left out."""
     per: dict[tuple[str, str], list] = {}
+    partial: set[tuple[str, str]] = set()
     for u in uses:
         acc = per.setdefault((u.plan, u.layer), [defaultdict(int), 0])
+        if u.call not in measured:
+            partial.add((u.plan, u.layer))
+            continue
         for f, v in u.call.counts(isa).items():
             acc[0][f] += u.count * v
         acc[1] += u.count * measured[u.call]
-    return [(dict(c), m) for c, m in per.values()]
+    return [(dict(c), m) for k, (c, m) in per.items() if k not in partial]
 
 
 def fit_kernels(calls: Sequence[Call], measured: dict[Call, int], isa: str, keys: Sequence[str],
@@ -1067,11 +1072,11 @@ def calibrate_overhead(cal: Calibration, hw_path: Path, examples: Sequence[str] 
                     f"QEMU build's DMA port ({', '.join(PORT_FUNCTIONS[target][:2])}...), least-squares "
                     f"fit over the {len(port_rows)} layers with transfers of {where.split(' (')[0][4:]}: "
                     f"{_fmt(cal.port[k])} per {k.replace('_', ' ')} (instructions; QEMU only: on the chip "
-                    "the DMA copies)")
+                    f"the DMA copies){_stand_in(target)}")
             else:
                 cal.sources[f"qemu_dma_port.{k}"] = (
-                    f"assumed: not measured (no {k.replace('_', ' ')} in the example plans' transfers on "
-                    f"{target}); kept at {hw.qemu_dma_port[k]:g}")
+                    f"assumed: not measured (the example plans on {target} make no DMA transfer); "
+                    f"kept at {hw.qemu_dma_port[k]:g}")
         # 3. check: every layer estimated as a QEMU run with the fitted figures (same tiling)
         model = _model_with(hw_path, cal.values, cal.sources, Path(tmp) / f"{hw.name}.json")
         hwm = load_hw_model(model)
@@ -1090,7 +1095,7 @@ def calibrate_overhead(cal: Calibration, hw_path: Path, examples: Sequence[str] 
             f"measured: QEMU {target} instruction count, `{cal.command}`: the largest |estimate / "
             f"measured - 1| of the cost model's estimate of the QEMU run (planner/qemu_estimate.py) "
             f"over {where}: {dev:.3f} ({worst.plan} {worst.layer}: {worst.ratio:.3f}); in instructions, "
-            "before insn_to_cycle")
+            f"before insn_to_cycle{_stand_in(target)}")
 
 
 def updated_text(path: Path, values: dict[str, float], sources: dict[str, str]) -> str:
@@ -1125,7 +1130,8 @@ def updated_model_text(path: Path, cal: Calibration) -> str:
 
 def layer_table(cal: Calibration, form: str = "deployed") -> list[tuple[str, str, str, int, int]]:
     """Per layer of the plans of `form`: (plan, layer, op, measured kernel instructions in the
-    harness, the same calls priced with the fitted figures in instructions)."""
+    harness, the same calls priced with the fitted figures in instructions); with --kernels, the
+    calls of those keys only."""
     isa = cal.hw.isa_path
     coefs = {(k, f): v / cal.hw.insn_to_cycle for k, feats in cal.hw.kernel_cost.items() for f, v in feats.items()}
     for key, fit in cal.fits.items():
@@ -1133,7 +1139,7 @@ def layer_table(cal: Calibration, form: str = "deployed") -> list[tuple[str, str
             coefs[(key, f)] = v
     per: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0, 0.0])
     for u in cal.uses:
-        if u.form != form:
+        if u.form != form or u.call not in cal.measured:  # --kernels: the measured calls only
             continue
         acc = per[(u.plan, u.layer, u.op)]
         acc[0] += u.count * cal.measured[u.call]

@@ -108,23 +108,20 @@ DIRECT = r"""
 #include <stdint.h>
 #include "kernel_lib.h"
 #include "platform.h"
-static int8_t a[%(n)d], b[%(n)d], y[%(n)d];
+/* the layers' real inputs (a golden-model run of the plan's network) */
+static const int8_t a[%(n)d] = {%(a)s}, b[%(n)d] = {%(b)s}, x[%(n)d] = {%(x)s};
+static int8_t y[%(n)d];
 static int32_t w[%(c)d], bias[%(c)d];
 int main(void)
 {
-    int32_t mul_a = %(ma)d, mul_b = %(mb)d, mul_o = %(mo)d, i;
-    uint32_t s = 12345u;
+    int32_t mul_a = %(ma)d, mul_b = %(mb)d, mul_o = %(mo)d, zero = 0, i;
     kl_rq_t ra, rb, ro;
-    for (i = 0; i < %(n)d; i++) {
-        s = s * 1103515245u + 12345u;
-        a[i] = (int8_t)(s >> 16);
-        b[i] = (int8_t)(s >> 8);
-    }
     for (i = 0; i < %(c)d; i++) {
         w[i] = 1000 + 7 * i;
         bias[i] = 3 * i - 20;
     }
-    ra.mul = &mul_a; ra.add = 0; ra.mul_sb = ra.mul_sr = ra.mul_sc = 0;
+    /* a zero add vector, as the generated code passes */
+    ra.mul = &mul_a; ra.add = &zero; ra.mul_sb = ra.mul_sr = ra.mul_sc = 0;
     ra.add_sb = ra.add_sr = ra.add_sc = 0; ra.shift = %(sa)d; ra.n_levels = 256; ra.is_signed = 1;
     rb = ra; rb.mul = &mul_b; rb.shift = %(sb)d;
     ro = ra; ro.mul = &mul_o; ro.shift = %(so)d;
@@ -134,7 +131,7 @@ int main(void)
     kl_add_rq(a, 1, %(c)d, &ra, b, 1, %(c)d, &rb, y, %(c)d, %(r)d, %(c)d, &ro, 0, 1);
     prof_stop();
     prof_start();
-    kl_ilayernorm(a, %(c)d, y, %(c)d, %(r)d, %(c)d, w, bias, %(ld)d, %(nl)d, 0, 1);
+    kl_ilayernorm(x, %(c)d, y, %(c)d, %(r)d, %(c)d, w, bias, %(ld)d, %(nl)d, 0, 1);
     prof_stop();
     return 0;
 }
@@ -170,17 +167,28 @@ def test_calibrate_writes_measured_figures(l4_plan, tmp_path):
         assert "instructions per count" in src and "fitted/measured" in src
         assert "x insn_to_cycle 1.2 (assumed)" in src
     assert data["_source"]["insn_to_cycle"] == old.sources["insn_to_cycle"]
-    # the ECG plan on L4 runs both kernels on whole 66 x 16 tensors: measure them directly with
-    # the plan's own constants
+    # the ECG plan on L4 runs both kernels on whole 66 x 16 tensors: measure them directly, on the
+    # layers' real inputs with the plan's own constants (the harness draws data of their spread)
     plan, graph, uses = _uses(l4_plan, 1)
-    add = next(u.call for u in uses if u.op == "Add")
-    ln = next(u.call for u in uses if u.op == "LayerNorm")
+    add_u = next(u for u in uses if u.op == "Add")
+    ln_u = next(u for u in uses if u.op == "LayerNorm")
+    add, ln = add_u.call, ln_u.call
     rows, cols = add.params[:2]
     assert (rows, cols) == (66, 16) == ln.params[:2]
     ma, sa, mb, sb, mo, so = add.params[4:10]
+    env = cb.golden_env(plan)
+    nodes = {n.name: n for n in graph.nodes}
+
+    def data(t: str) -> str:
+        v = env[t].reshape(-1)
+        assert v.size == rows * cols and graph.tensors[t].dtype == "int8"
+        return ",".join(str(int(e)) for e in v)
+    add_node, ln_node = nodes[add_u.layer], nodes[ln_u.layer]
     src = tmp_path / "direct.c"
     src.write_text(DIRECT % {"n": rows * cols, "c": cols, "r": rows, "ma": ma, "sa": sa, "mb": mb,
-                             "sb": sb, "mo": mo, "so": so, "ld": ln.params[2], "nl": ln.params[3]})
+                             "sb": sb, "mo": mo, "so": so, "ld": ln.params[2], "nl": ln.params[3],
+                             "a": data(add_node.inputs[0]), "b": data(add_node.inputs[1]),
+                             "x": data(ln_node.inputs[0])})
     exe = tc.build([src, *kernel_lib.sources()], [kernel_lib.INCLUDE_DIR], target, tmp_path / "direct")
     res = tc.run(exe, target, icount=True)
     assert res.exit_code == 0 and len(res.icount_regions) == 3 and not res.icount_errors
@@ -189,7 +197,8 @@ def test_calibrate_writes_measured_figures(l4_plan, tmp_path):
     for call, insns in ((add, res.icount_regions[1]), (ln, res.icount_regions[2])):
         direct = insns - empty
         priced = sum(n * new.kernel_cost[k][f] for (k, f), n in call.counts(isa).items()) / new.insn_to_cycle
-        # other data: the kernels' clipping branches differ a little
+        # other data than the harness's (the real tensors, not draws of their spread): the
+        # kernels' clipping branches differ a little
         assert priced == pytest.approx(direct, rel=0.02), call.label
         before_fit = sum(n * old.kernel_cost[k][f] for (k, f), n in call.counts(isa).items())
         assert priced * new.insn_to_cycle != before_fit
