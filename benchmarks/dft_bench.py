@@ -12,9 +12,8 @@ at the peak moment and tile/chunk buffers (with copies, scratch, accumulators) a
 Cycles are the cost model's estimates (hw_models figures, assumed until calibrated). The paper's
 claim is checked per row: peak >= 6.19x lower at <= 1.10x the estimated cycles.
 
-A what-if row set is printed for GAP9 with `mhsa_chunk` priced at `matmul`'s efficiency (a
-temporary hardware model; both figures are assumptions): it shows how much of the GAP9 gap is that
-one uncalibrated figure.
+The what-if of GAP9 with `mhsa_chunk` priced at `matmul`'s single MAC rate is gone: the cost
+model prices kernels per feature of their code (`kernel_cost`), measured by `planner calibrate`.
 """
 
 from __future__ import annotations
@@ -22,10 +21,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import math
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,19 +99,6 @@ def _budgets(hw: str) -> list[int]:
     return list(range(first, first + 6)) + coarse + [top]
 
 
-def whatif_gap9(tmp: Path) -> Path:
-    from planner.hw import HW_DIR
-
-    d = json.loads((HW_DIR / "gap9.json").read_text())
-    d["kernel_efficiency"]["mhsa_chunk"] = d["kernel_efficiency"]["matmul"]
-    d["name"] = "gap9-whatif"
-    d["_source"]["kernel_efficiency.mhsa_chunk"] = ("assumed: what-if of benchmarks/dft_bench.py, "
-                                                    "matmul's efficiency; not a calibrated figure")
-    p = tmp / "gap9-whatif.json"
-    p.write_text(json.dumps(d))
-    return p
-
-
 BLOCK_HEADERS = ["network", "hw", "block", "chosen", "LbL peak B", "DFT peak B (std)", "peak LbL/DFT",
                  "cycles DFT/LbL", "FWSA", "peak DFT/(DFT+FWSA)", "min DFT peak B produced (at capacity B)"]
 
@@ -157,15 +141,6 @@ def main() -> int:
         print(_md(SWEEP_HEADERS, rows))
         print()
         summary.append((hw, met))
-    with tempfile.TemporaryDirectory() as tmp:
-        if "gap9" in args.hw.split(","):
-            w = whatif_gap9(Path(tmp))
-            rows, met = sweep(str(w), _budgets("gap9")[:8], "L1")
-            print("## what-if: GAP9 with mhsa_chunk at matmul's efficiency (1.8 MAC/cycle/core; both "
-                  "uncalibrated)\n")
-            print(_md(SWEEP_HEADERS, rows))
-            print()
-            summary.append(("gap9 what-if", met))
     print("## The paper's claim (peak >= 6.19x lower at <= 1.10x the estimated cycles)\n")
     for hw, met in summary:
         if met:

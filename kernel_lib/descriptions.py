@@ -24,6 +24,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable, Mapping
 
 Dims = Mapping[str, int]
@@ -993,22 +994,21 @@ def as_json() -> dict:
 # additions read by the tiler (planner/tiling): cost keys and the MHSA buffer parts
 # ------------------------------------------------------------------------------------------
 
-# kernel description name -> the hardware model's `kernel_efficiency` key that prices it
-# (hw_models/*.json: MAC/cycle for "linear", "matmul", "mhsa_chunk"; cycles/element otherwise).
-# The depth-first MHSA kernels price their MACs (scores, ·V, fused output projection, FWSA I*) at
-# "mhsa_chunk"; kl_softmax_rows (the table softmax they run inside) at "softmax".
+# kernel description name -> the hardware model's `kernel_cost` key of the kernel's own cost
+# terms (the gemm core's terms are priced at "gemm" whatever the kernel; see COST_MODEL below).
 COST_KEYS: dict[str, str] = {
-    "linear": "linear", "linear_finalize": "requant", "requant": "requant",
-    "matmul_nt": "matmul", "matmul_nn": "matmul", "bmatmul": "matmul", "bmatmul_i32": "matmul", "transpose8": "requant",
+    "linear": "gemm", "linear_finalize": "requant", "requant": "requant",
+    "matmul_nt": "gemm", "matmul_nn": "gemm", "bmatmul": "matmul", "bmatmul_i32": "matmul_i32",
+    "transpose8": "requant",
     "isoftmax": "softmax", "itamax": "softmax", "ita_partial_max": "softmax",
-    "softmax_rows": "softmax", "ilayernorm": "layernorm", "igelu": "gelu", "add_rq": "add",
-    "layernorm_qdq": "layernorm", "isoftmax_s16": "softmax", "add_rq_x": "add", "lut8": "gelu",
-    "mhsa_chunk": "mhsa_chunk", "mhsa_block": "mhsa_chunk",
+    "softmax_rows": "softmax_lut", "ilayernorm": "layernorm", "igelu": "gelu", "add_rq": "add",
+    "layernorm_qdq": "layernorm_qdq", "isoftmax_s16": "softmax_s16", "add_rq_x": "add_x",
+    "lut8": "lut", "mhsa_chunk": "mhsa_chunk", "mhsa_block": "mhsa_chunk",
 }
 
 
 def cost_key(name: str) -> str:
-    """The hardware model kernel_efficiency key of kernel `name`."""
+    """The hardware model kernel_cost key of kernel `name`'s own terms."""
     get(name)
     try:
         return COST_KEYS[name]
@@ -1030,3 +1030,434 @@ def mhsa_kv_bytes(d: Dims) -> dict[str, int]:
     "v_h": A8(P*S) V_h^T [P][S] (v_trans = 1)}. Their sum is the `kv` term of mhsa_block_scratch."""
     S, P = d["S"], d["P"]
     return {"k_h": 0 if d.get("fwsa", 0) else _a8(S * P), "v_h": _a8(P * S)}
+
+
+# ------------------------------------------------------------------------------------------
+# cost model: a call's instructions as counts of named features of the C code
+# ------------------------------------------------------------------------------------------
+#
+# A kernel call's cost is a sum of terms, each the count of one feature of the C code (MACs,
+# row blocks, columns of a row block, rows, calls, ...) times a coefficient of the hardware
+# model, `kernel_cost.<key>.<feature>` in cycles per count (hw_models/*.json; measured as QEMU
+# instruction counts by `planner calibrate`, which fits them from harness runs at many shapes).
+# The counts below follow the loops of the C sources; the tiler (planner/tiling/ops.py) and the
+# calibration (planner/calibrate.py) read them from here.
+#
+# A term's count is a product over call dims of one function of that dim's extent (`factors`)
+# times a constant: the form the tiler sums over the tiles of every loop dim exactly (a factor
+# must not depend on another dim that can be tiled). Each count is the busiest core's share on
+# `n_cores` cores (kl_split gives the last core ceil(total / n_cores)).
+#
+# The gemm core (kl_gemm.c, kl_gemm_block) is shared by kl_linear, the matmuls and the attention
+# kernel; its features depend on the ISA path:
+#   arm-dsp (Cortex-M4/M7): the P rows run in blocks of 6 (4, then 2 and 1 for the rest; a rest
+#     of 2 after 6-row blocks as 4 + 4), each block expanded to int16 once, then one column loop
+#     per Q row (SMLAD on 4 k per step, K % 4 scalar):
+#       mac      per MAC (the SMLADs and their operand loads)
+#       mac_c    per MAC of the 2- and 1-row blocks (their C column loop costs more per MAC)
+#       col      per (row block, Q row): corrections, loop set-up, epilogue
+#       tail     per (row block, Q row, k of the K % 4 rest): the scalar leftover steps
+#       expand   per P element expanded to int16 (contiguous rows)
+#       expand_strided   the same through the strided path (P columns gathered: kl_matmul_nn)
+#       block    per 6- or 4-row block (its expansion and requantization set-up)
+#       block_c  per 2- or 1-row block (the C path's set-up)
+#       col_rq   per (row block, Q row) when the requantization varies along Q (per output
+#                column): the C column loop and a requantization prepared per column
+#       out_generic  per output through the generic 64-bit epilogue (int16 outputs, or a
+#                requantization that varies along P)
+#       call     per kl_gemm_block call (with the calling kernel's own set-up)
+#   generic (portable C, RV32): register tiles of 2 P rows x 4 Q rows (rests 1 x 1):
+#       mac      per MAC
+#       tile_k   per (register tile, k): the operand loads of one step
+#       tile     per register tile
+#       col      per (P block of 2 or 1 rows, Q row): one kl_epi call
+#       out      per output element (its requantization)
+#       out_generic  per output through the 64-bit requantization (int16 outputs, or parameters
+#                that vary along P) instead of the prepared one
+#       call     per kl_gemm_block call
+# Element-wise and row-wise kernels: `elem` per element, `row` per row, `call` per call
+# (`rq` per requantized element where a kernel optionally requantizes: kl_igelu_rq).
+
+GEMM_FEATURES = {
+    "arm-dsp": ("mac", "mac_c", "col", "col_rq", "tail", "expand", "expand_strided", "block",
+                "block_c", "out_generic", "call"),
+    "generic": ("mac", "tile_k", "tile", "col", "out", "out_generic", "call"),
+    "xpulpv2": ("mac", "tile_k", "tile", "col", "out", "out_generic", "call"),
+}
+_ROWWISE = ("elem", "row", "call")
+
+
+def cost_features(key: str, isa: str) -> tuple[str, ...]:
+    """The features (kernel_cost.<key>.<feature>) the cost model counts for `key` on ISA path
+    `isa`: what a hardware model for that path must give."""
+    _check_isa(isa)
+    if key == "gemm":
+        return GEMM_FEATURES[isa]
+    if key == "mhsa_chunk":
+        return ("group", "call", "row_term", "wide_elem", "wide_row") + \
+            (("small_score",) if isa != "arm-dsp" else ())
+    if key == "gelu":
+        return ("elem", "rq", "row", "call")
+    if key in ("add", "add_x"):
+        return ("elem", "shift", "row", "call")
+    if key == "matmul":
+        return ("batch",)
+    if key == "matmul_i32":
+        return ("mac", "out", "call")
+    if key in ("softmax", "softmax_lut", "softmax_s16", "layernorm", "layernorm_qdq", "add",
+               "add_x", "lut", "requant"):
+        return _ROWWISE
+    raise KeyError(f"unknown kernel_cost key {key!r}; known: {sorted(COST_KEY_SET)}")
+
+
+COST_KEY_SET = ("gemm", "mhsa_chunk", "matmul", "matmul_i32", "softmax", "softmax_lut",
+                "softmax_s16", "layernorm", "layernorm_qdq", "gelu", "lut", "add", "add_x",
+                "requant")
+
+Factor = Callable[[int], int]
+
+
+@dataclasses.dataclass(frozen=True)
+class CostTerm:
+    """count = const * prod(f(dims[d]) for d, f in factors), priced at kernel_cost.key.feature."""
+
+    key: str
+    feature: str
+    factors: tuple[tuple[str, Factor], ...] = ()
+    const: int = 1
+
+    def count(self, dims: Dims) -> int:
+        c = self.const
+        for d, f in self.factors:
+            c *= f(dims[d])
+        return c
+
+
+def _ident(t: int) -> int:
+    return t
+
+
+def share(n_cores: int) -> Factor:
+    """The busiest core's part of an extent split over n_cores (kl_split: ceil)."""
+    if n_cores <= 1:
+        return _ident
+    return lambda t: -(-t // n_cores)
+
+
+def _of(f: Factor, g: Factor) -> Factor:
+    if g is _ident:
+        return f
+    return lambda t: f(g(t))
+
+
+def dsp_blocks(p: int) -> tuple[int, int, int, int]:
+    """(6-, 4-, 2-, 1-row) blocks kl_gemm_block runs for p rows on the Arm DSP path
+    (kl_gemm_dsp: 6-row blocks, a rest of 2 after them as 4 + 4, then 4, 2, 1)."""
+    p6 = p - 8 if p % 6 == 2 and p >= 8 else p
+    n6 = p6 // 6
+    r = p - 6 * n6
+    n4 = r // 4
+    r -= 4 * n4
+    return n6, n4, r // 2, r % 2
+
+
+def _blocks(p: int) -> int:
+    return sum(dsp_blocks(p))
+
+
+def _blocks_asm(p: int) -> int:
+    b = dsp_blocks(p)
+    return b[0] + b[1]
+
+
+def _blocks_c(p: int) -> int:
+    b = dsp_blocks(p)
+    return b[2] + b[3]
+
+
+def _rows_c(p: int) -> int:
+    b = dsp_blocks(p)
+    return 2 * b[2] + b[3]
+
+
+def _k_rest(k: int) -> int:
+    return k % 4
+
+
+def _pblocks(p: int) -> int:
+    return p // 2 + p % 2
+
+
+def _qblocks(q: int) -> int:
+    return q // 4 + q % 4
+
+
+EPILOGUES = ("rq8", "i32", "rq8_q", "rq8_p", "rq16")
+
+
+def gemm_terms(isa: str, p: tuple[str, Factor], q: tuple[str, Factor], k: tuple[str, Factor],
+               const: int = 1, strided: bool = False, epi: str = "rq8") -> tuple[CostTerm, ...]:
+    """The gemm core's terms for one kl_gemm_block call on P rows (call dim p[0], the core's rows
+    p[1](extent)), Q rows (q) and dot products of K (k); `const` calls of it. strided: P rows
+    gathered through a stride (kl_matmul_nn's columns of B). epi: the epilogue (EPILOGUES):
+    per-tensor requantization to 8 bits, int32 store/accumulate, 8 bits with parameters varying
+    along Q (per output column) or along P, int16 outputs."""
+    (pd, pf), (qd, qf), (kd, kf) = p, q, k
+    extra: tuple[CostTerm, ...] = ()
+    if epi in ("rq16", "rq8_p"):
+        extra = (CostTerm("gemm", "out_generic", ((pd, pf), (qd, qf)), const),)
+    elif epi == "rq8_q" and isa == "arm-dsp":
+        extra = (CostTerm("gemm", "col_rq", ((pd, _of(_blocks, pf)), (qd, qf)), const),)
+    if isa == "arm-dsp":
+        return extra + (
+            CostTerm("gemm", "mac", ((pd, pf), (qd, qf), (kd, kf)), const),
+            CostTerm("gemm", "mac_c", ((pd, _of(_rows_c, pf)), (qd, qf), (kd, kf)), const),
+            CostTerm("gemm", "col", ((pd, _of(_blocks, pf)), (qd, qf)), const),
+            CostTerm("gemm", "tail", ((pd, _of(_blocks, pf)), (qd, qf), (kd, _of(_k_rest, kf))), const),
+            CostTerm("gemm", "expand_strided" if strided else "expand", ((pd, pf), (kd, kf)), const),
+            CostTerm("gemm", "block", ((pd, _of(_blocks_asm, pf)),), const),
+            CostTerm("gemm", "block_c", ((pd, _of(_blocks_c, pf)),), const),
+            CostTerm("gemm", "call", (), const),
+        )
+    return extra + (
+        CostTerm("gemm", "mac", ((pd, pf), (qd, qf), (kd, kf)), const),
+        CostTerm("gemm", "tile_k", ((pd, _of(_pblocks, pf)), (qd, _of(_qblocks, qf)), (kd, kf)), const),
+        CostTerm("gemm", "tile", ((pd, _of(_pblocks, pf)), (qd, _of(_qblocks, qf))), const),
+        CostTerm("gemm", "col", ((pd, _of(_pblocks, pf)), (qd, qf)), const),
+        CostTerm("gemm", "out", ((pd, pf), (qd, qf)), const),
+        CostTerm("gemm", "call", (), const),
+    )
+
+
+def gemm_counts(isa: str, P: int, Q: int, K: int, strided: bool = False,
+                epi: str = "rq8") -> dict[tuple[str, str], int]:
+    """The gemm core's feature counts of one kl_gemm_block call on P x Q outputs, K long."""
+    if P <= 0 or Q <= 0:
+        return {}
+    d = {"p": P, "q": Q, "k": K}
+    out: dict[tuple[str, str], int] = {}
+    for t in gemm_terms(isa, ("p", _ident), ("q", _ident), ("k", _ident), 1, strided, epi):
+        out[(t.key, t.feature)] = out.get((t.key, t.feature), 0) + t.count(d)
+    return out
+
+
+def rowwise_terms(key: str, rows: str, cols: str, by_rows: bool, n_cores: int,
+                  rq: bool = False, shifts: int = 0) -> tuple[CostTerm, ...]:
+    """An element-wise / row-wise kernel on rows x cols, split by rows (by_rows) or by columns:
+    `elem` per element of the busiest core, `row` per row it loops over, `call` per call
+    (`rq` per element as well when it requantizes: kl_igelu_rq; `shift` per element and
+    requantization with a shift > 0 -- its 64-bit rounding shift -- in kl_add_rq*, whose three
+    requantizations are counted by the flag shifts)."""
+    fr, fc = (share(n_cores), _ident) if by_rows else (_ident, share(n_cores))
+    terms = [CostTerm(key, "elem", ((rows, fr), (cols, fc))), CostTerm(key, "row", ((rows, fr),)),
+             CostTerm(key, "call")]
+    if rq:
+        terms.insert(1, CostTerm(key, "rq", ((rows, fr), (cols, fc))))
+    if shifts:
+        terms.insert(1, CostTerm(key, "shift", ((rows, fr), (cols, fc)), shifts))
+    return tuple(terms)
+
+
+def _linear_epi(d: Dims, trans: bool) -> str:
+    """The epilogue of a kl_linear call: flags out_i32 (the int32 variants), rq_n / rq_s (the
+    requantization varies along the output features N / the rows S)."""
+    if d.get("out_i32", 0):
+        return "i32"
+    along_n, along_s = d.get("rq_n", 0), d.get("rq_s", 0)
+    if along_n or along_s:  # P is the x rows S (transposed: the weight rows N)
+        return "rq8_p" if (along_s and not trans) or (along_n and trans) else "rq8_q"
+    return "rq8"
+
+
+def _linear_cost(d: Dims, isa: str, n: int) -> tuple[CostTerm, ...]:
+    """kl_linear_*: one kl_gemm_block call; P = the rows of x (transposed, flag trans: the
+    weight rows), the split as kl_run_split (rows S when S >= n_cores, else columns N)."""
+    by_rows = d["S"] >= n
+    fs, fn = (share(n), _ident) if by_rows else (_ident, share(n))
+    trans = bool(d.get("trans", 0))
+    epi = _linear_epi(d, trans)
+    if trans:
+        return gemm_terms(isa, ("N", fn), ("S", fs), ("K", _ident), epi=epi)
+    return gemm_terms(isa, ("S", fs), ("N", fn), ("K", _ident), epi=epi)
+
+
+def _matmul2_cost(nn: bool):
+    def cost(d: Dims, isa: str, n: int) -> tuple[CostTerm, ...]:
+        by_rows = d["M"] >= n
+        fm, fn = (share(n), _ident) if by_rows else (_ident, share(n))
+        w = "rq16" if d.get("rq16", 0) else "rq8"
+        if nn:  # P = the (strided) columns of B, Q = the rows of A
+            return gemm_terms(isa, ("N", fn), ("M", fm), ("K", _ident), strided=True, epi=w)
+        return gemm_terms(isa, ("M", fm), ("N", fn), ("K", _ident), epi=w)
+    return cost
+
+
+def _bmatmul_cost(d: Dims, isa: str, n: int) -> tuple[CostTerm, ...]:
+    """kl_bmatmul: per batch one kl_gemm_block (b_trans: P = the rows of A, else the gathered
+    columns of B) and the batch loop's own work. The split over batch*M rows is taken as a split
+    of M (when M >= n_cores) or of the batch (exact on one core)."""
+    if d["M"] >= n:
+        fb, fm, fn = _ident, share(n), _ident
+    elif d["batch"] * d["M"] >= n:
+        fb, fm, fn = share(max(1, n // max(d["M"], 1))), _ident, _ident
+    else:
+        fb, fm, fn = _ident, _ident, share(n)
+    w = "rq16" if d.get("rq16", 0) else "rq8"  # int16 outputs (QDQ scores)
+    if d.get("b_trans", 1):
+        g = gemm_terms(isa, ("M", fm), ("N", fn), ("K", _ident), epi=w)
+    else:
+        g = gemm_terms(isa, ("N", fn), ("M", fm), ("K", _ident), strided=True, epi=w)
+    batched = tuple(dataclasses.replace(t, factors=(("batch", fb),) + t.factors) for t in g)
+    return batched + (CostTerm("matmul", "batch", (("batch", fb),)),)
+
+
+def _bmatmul_i32_cost(d: Dims, isa: str, n: int) -> tuple[CostTerm, ...]:
+    fm, fn = (share(n), _ident) if d["batch"] * d["M"] >= n else (_ident, share(n))
+    return (CostTerm("matmul_i32", "mac", (("batch", _ident), ("M", fm), ("N", fn), ("K", _ident))),
+            CostTerm("matmul_i32", "out", (("batch", _ident), ("M", fm), ("N", fn))),
+            CostTerm("matmul_i32", "call"))
+
+
+def _rowwise_cost(key: str, rows: str, cols: str, always_rows: bool = False, rq_flag: str | None = None):
+    def cost(d: Dims, isa: str, n: int) -> tuple[CostTerm, ...]:
+        by_rows = always_rows or d[rows] >= n
+        return rowwise_terms(key, rows, cols, by_rows, n, bool(rq_flag and d.get(rq_flag, 1)),
+                             int(d.get("shifts", 0)) if key in ("add", "add_x") else 0)
+    return cost
+
+
+def _transpose_cost(d: Dims, isa: str, n: int) -> tuple[CostTerm, ...]:
+    return rowwise_terms("requant", "cols", "rows", True, n)
+
+
+@functools.lru_cache(maxsize=4096)
+def _chunk_counts(rows: int, S: int, D: int, P: int, E: int, fwsa: int, row_term: int, sm: int,
+                  wide: int, fused: int, rq_i_cols: int, isa: str,
+                  n: int) -> tuple[tuple[tuple[str, str], int], ...]:
+    """Feature counts of one kl_mhsa_chunk call on `rows` query rows, the busiest core's share:
+    per group of up to KL_MHSA_G rows (kl_mh_group) its gemm calls (FWSA I* rows R x D, K = D;
+    scores R x S, K = D; . V: R x P, K = S; the fused output projection R x E, K = P), its
+    softmax rows (table: softmax_lut, int16 scores: its own wide_elem / wide_row, ITAPartialMax:
+    softmax), the
+    FWSA row term (R x D MACs in C), and the group's and the call's own work. On the generic path
+    scores of D <= 4 are computed row by row (small_score per score; per-tensor scores RQ in the
+    prepared 32-bit form assumed, as the example graphs have)."""
+    own = rows if n <= 1 else -(-rows // n)
+    out: dict[tuple[str, str], int] = {("mhsa_chunk", "call"): 1}
+
+    def add(counts: dict) -> None:
+        for k, v in counts.items():
+            out[k] = out.get(k, 0) + v
+
+    r = 0
+    while r < own:
+        R = min(MHSA_G, own - r)
+        out[("mhsa_chunk", "group")] = out.get(("mhsa_chunk", "group"), 0) + 1
+        if fwsa:  # I* rows: RQ_i per head, per output column in the examples
+            add(gemm_counts(isa, R, D, D, epi="rq8_q" if rq_i_cols else "rq8"))
+            if row_term:
+                add({("mhsa_chunk", "row_term"): R * D})
+        if not wide and isa != "arm-dsp" and D <= 4:
+            add({("mhsa_chunk", "small_score"): R * S})
+        else:
+            add(gemm_counts(isa, R, S, D, epi="rq16" if wide else "rq8"))
+        if wide:  # its own int16 softmax, in place (kl_mh_isoftmax_row16)
+            add({("mhsa_chunk", "wide_elem"): R * S, ("mhsa_chunk", "wide_row"): R})
+        elif sm in (1, 2):
+            add({("softmax_lut", "elem"): R * S, ("softmax_lut", "row"): R})
+        elif sm == 3:
+            add({("softmax", "elem"): R * S, ("softmax", "row"): R, ("softmax", "call"): 1})
+        add(gemm_counts(isa, R, P, S))
+        if fused:
+            add(gemm_counts(isa, R, E, P, epi="i32"))
+        r += R
+    return tuple(sorted(out.items()))
+
+
+def _chunk_cost(d: Dims, isa: str, n: int) -> tuple[CostTerm, ...]:
+    """kl_mhsa_chunk: every count is a function of the chunk's rows (the other dims and flags
+    are constants of a layer), see _chunk_counts."""
+    consts = (d["S"], d["D"], d["P"], d.get("E_out", 0), int(d.get("fwsa", 0)),
+              int(d.get("row_term", 0)), int(d.get("softmax", 1)), int(d.get("wide_scores", 0)),
+              int(d.get("fused_out", 1)), int(d.get("rq_i_cols", 0)))
+
+    def factor(key: tuple[str, str]) -> Factor:
+        return lambda rows: dict(_chunk_counts(rows, *consts, isa, n)).get(key, 0)
+    keys: set[tuple[str, str]] = set()
+    for rows in (1, 2, 4, 6, MHSA_G * 7 + 5):  # every feature the flags give, whatever the rows
+        keys |= {k for k, _ in _chunk_counts(rows, *consts, isa, 1)}
+    return tuple(CostTerm(k, f, (("rows", factor((k, f))),)) for k, f in sorted(keys))
+
+
+def _mhsa_block_cost(d: Dims, isa: str, n: int) -> tuple[CostTerm, ...]:
+    """kl_mhsa_block (the whole-block driver): per head the K_h / V_h^T projections over the S
+    tokens (FWSA: V_h^T only), per chunk and head the query rows (Q_h) and kl_mhsa_chunk, then
+    the output requantization. Counted with the block's dims as constants (it is not tiled)."""
+    S, E, H, P, E_out, ch = d["S"], d["E"], d["H"], d["P"], d.get("E_out", d["E"]), d["chunk"]
+    fwsa = int(d.get("fwsa", 0))
+    out: dict[tuple[str, str], int] = {}
+
+    def add(terms, dims, times):
+        for t in terms:
+            out[(t.key, t.feature)] = out.get((t.key, t.feature), 0) + times * t.count(dims)
+    lin = {"S": S, "N": P, "K": E}
+    add(_linear_cost({**lin, "trans": 1}, isa, n), {**lin, "trans": 1}, H)
+    if not fwsa:
+        add(_linear_cost(lin, isa, n), lin, H)
+    full, rest = divmod(S, ch)
+    for rows, times in ((ch, full), (rest, 1 if rest else 0)):
+        if not times:
+            continue
+        if not fwsa:
+            q = {"S": rows, "N": P, "K": E}
+            add(_linear_cost(q, isa, n), q, H * times)
+        cd = {"rows": rows, "S": S, "D": E if fwsa else P, "P": P, "E_out": E_out,
+              **{k: d[k] for k in ("softmax", "wide_scores", "row_term") if k in d}, "fwsa": fwsa}
+        add(_chunk_cost(cd, isa, n), cd, H * times)
+    fin = {"rows": S, "cols": E_out}
+    add(rowwise_terms("requant", "rows", "cols", S >= n, n), fin, 1)
+    return tuple(CostTerm(k, f, (), c) for (k, f), c in sorted(out.items()) if c)
+
+
+COST_MODEL: dict[str, Callable[[Dims, str, int], tuple[CostTerm, ...]]] = {
+    "linear": _linear_cost,
+    "linear_finalize": _rowwise_cost("requant", "S", "N"),
+    "requant": _rowwise_cost("requant", "rows", "cols"),
+    "matmul_nt": _matmul2_cost(False),
+    "matmul_nn": _matmul2_cost(True),
+    "bmatmul": _bmatmul_cost,
+    "bmatmul_i32": _bmatmul_i32_cost,
+    "transpose8": _transpose_cost,
+    "isoftmax": _rowwise_cost("softmax", "rows", "L", True),
+    "itamax": _rowwise_cost("softmax", "rows", "L", True),
+    "ita_partial_max": _rowwise_cost("softmax", "rows", "L", True),
+    "softmax_rows": _rowwise_cost("softmax_lut", "rows", "L", True),
+    "ilayernorm": _rowwise_cost("layernorm", "rows", "L", True),
+    "layernorm_qdq": _rowwise_cost("layernorm_qdq", "rows", "L", True),
+    "isoftmax_s16": _rowwise_cost("softmax_s16", "rows", "L", True),
+    "igelu": _rowwise_cost("gelu", "rows", "cols", rq_flag="rq"),
+    "add_rq": _rowwise_cost("add", "rows", "cols"),
+    "add_rq_x": _rowwise_cost("add_x", "rows", "cols"),
+    "lut8": _rowwise_cost("lut", "rows", "cols"),
+    "mhsa_chunk": _chunk_cost,
+    "mhsa_block": _mhsa_block_cost,
+}
+
+
+def cost_terms(name: str, dims: Dims, isa: str, n_cores: int) -> tuple[CostTerm, ...]:
+    """The cost terms of one call of kernel `name` with `dims` (and flags: linear `trans`,
+    bmatmul `b_trans`, igelu `rq`, mhsa_chunk as its scratch flags) on `n_cores` cores."""
+    _check_isa(isa)
+    get(name)
+    return COST_MODEL[name](dims, isa, max(1, int(n_cores)))
+
+
+def cost_counts(name: str, dims: Dims, isa: str, n_cores: int) -> dict[tuple[str, str], int]:
+    """{(key, feature): count} of one call (the busiest core's share): what planner calibrate
+    fits the coefficients on and the tiler sums over tiles."""
+    out: dict[tuple[str, str], int] = {}
+    for t in cost_terms(name, dims, isa, n_cores):
+        c = t.count(dims)
+        if c:
+            out[(t.key, t.feature)] = out.get((t.key, t.feature), 0) + c
+    return out

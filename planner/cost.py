@@ -1,9 +1,9 @@
 """Cycle model of one tiled layer, from the hardware model only.
 
 Figures (all from hw_models/*.json, marked there as assumptions until calibrated):
-  * compute: MAC kernels at `kernel_efficiency[k]` MAC/cycle per core, element-wise kernels at
-    `kernel_efficiency[k]` cycles/element per core, the busiest core deciding (core split tables
-    of `planner.tiling.desc.ComputeTerm`);
+  * compute: the kernels' cost terms (kernel_lib/descriptions.py: counts of features of the C
+    code such as MACs, row blocks, rows, calls, the busiest core's) at `kernel_cost[key][feature]`
+    cycles per count (`planner.tiling.desc.ComputeTerm`: each term summed over the tiles);
   * transfers: per link (L2<->L1 described on L1, L3<->L2 on L2) `dma_setup_cycles` per transfer
     plus bytes / `bandwidth_bytes_per_cycle`; a transfer staged through the level in between
     (GAP9: L3 -> L2 -> L1) pays every link, a DMA straight from an addressable home (STM32H7:
@@ -13,10 +13,12 @@ Figures (all from hw_models/*.json, marked there as assumptions until calibrated
     core for those wait states on every byte it reads (`BufferSpec.reads` times its bytes: a
     Linear's weights are streamed once per block of rows) or on every access of a table read at
     random (`BufferSpec.lookups`); nothing overlaps it. A level without read figures is read at
-    RAM speed (the kernel efficiencies contain the loads);
+    RAM speed (the kernel cost terms contain the loads);
   * overlap: transfers of double-buffered buffers run behind compute, except the first load (or
     last store) of each; single-buffered transfers are exposed;
-  * `tile_overhead_cycles` per tile.
+  * the generated code's own work (`overhead_cycles`): per layer, per tile, per kernel call of a
+    layer body, per byte compacted, and per DMA transfer the tile engine issues (CPU work on the
+    core: descriptors, addresses, issue and wait; the copy itself is the DMA's, priced above).
 
   cycles = max(compute, hidden transfers) + exposed transfers + read waits + overhead
 
@@ -31,7 +33,8 @@ from dataclasses import dataclass, field
 from math import prod
 
 from planner.hw import HardwareModel
-from planner.tiling.desc import BufferSpec, ComputeTerm, Variant
+from planner.errors import PlannerError
+from planner.tiling.desc import OVERHEAD_KINDS, BufferSpec, ComputeTerm, Variant
 
 SCALE = 1000  # cost unit: 1/1000 cycle
 
@@ -54,8 +57,9 @@ class CostParams:
     levels: tuple[str, ...]                 # present levels, nearest first
     addressable: dict[str, bool]
     links: dict[str, Link]                  # keyed by the nearer level
-    kernel_cost: dict[str, int]             # scaled cycles per MAC or per element, per core
-    tile_overhead: int                      # scaled cycles per tile
+    kernel_cost: dict[tuple[str, str], int]  # (key, feature) -> scaled cycles per count
+    overhead: dict[str, int]                # OverheadTerm kind -> scaled cycles per count
+    transfer_overhead: int                  # scaled cycles of tile-engine work per DMA transfer
     frequency_hz: int
     # levels read in place with wait states: level -> (scaled wait cycles per byte streamed,
     # scaled wait cycles per random access)
@@ -71,10 +75,9 @@ class CostParams:
             lv = hw.levels[near]
             links[near] = Link(near, far, int(round(SCALE * (lv.dma_setup_cycles or 0))),
                                int(round(SCALE / lv.bandwidth_bytes_per_cycle)), lv.engine or "")
-        from planner.hw import MAC_KERNELS
-        kc = {}
-        for k, v in hw.kernel_efficiency.items():
-            kc[k] = int(round(SCALE / v)) if k in MAC_KERNELS else int(round(SCALE * v))
+        kc = {(k, f): int(round(SCALE * v)) for k, feats in hw.kernel_cost.items()
+              for f, v in feats.items()}
+        ov = {k: int(round(SCALE * hw.overhead_cycles[k])) for k in OVERHEAD_KINDS}
         read_wait = {}
         for k, lv in hw.levels.items():
             per_access = lv.read_wait_cycles(hw.frequency_hz)
@@ -82,8 +85,8 @@ class CostParams:
                 read_wait[k] = (int(round(SCALE * per_access / lv.read_width_bytes)),
                                 int(round(SCALE * per_access)))
         return cls(hw.name, cores or hw.cores, levels, {k: v.addressable for k, v in hw.levels.items()},
-                   links, kc, SCALE * hw.tile_overhead_cycles, hw.frequency_hz, read_wait,
-                   weight_home if weight_home in hw.levels else None)
+                   links, kc, ov, int(round(SCALE * hw.overhead_cycles["transfer"])), hw.frequency_hz,
+                   read_wait, weight_home if weight_home in hw.levels else None)
 
     @property
     def compute_level(self) -> str:
@@ -134,8 +137,14 @@ class CostParams:
             return legs[1].near
         return None
 
-    def compute_term(self, term: ComputeTerm) -> int:
-        return self.kernel_cost[term.kernel]
+    def term_coef(self, term: ComputeTerm) -> int:
+        """Scaled cycles per count of a compute term (kernel_cost[key][feature])."""
+        try:
+            return self.kernel_cost[(term.key, term.feature)]
+        except KeyError:
+            raise PlannerError(f"hardware model '{self.hw_name}' has no kernel_cost.{term.key}."
+                               f"{term.feature} (the kernel description counts it: "
+                               "kernel_lib/descriptions.py)") from None
 
     def read_wait_cost(self, b: BufferSpec, bytes_read: int) -> int:
         """Scaled cycles the core waits reading `b` in place from its home (`bytes_read` = bytes
@@ -151,12 +160,6 @@ def reads_at(b: BufferSpec, tiles: dict[str, int]) -> int:
     if b.reads_table is not None:
         return dict(b.reads_table)[tiles[b.reads_dim]]
     return b.reads
-
-
-def par_sum(term: ComputeTerm, size: int, t: int, cores: int) -> int:
-    """Sum over the tiles of a dim of extent `size` cut in tiles of `t` of the busiest core's work."""
-    full, rem = divmod(size, t)
-    return full * term.par(t, cores) + (term.par(rem, cores) if rem else 0)
 
 
 @dataclass
@@ -193,6 +196,7 @@ class Evaluation:
     staging: int                   # bytes staged in the next level (streamed weights)
     activation_bytes: int          # activation bytes in the compute level (weights excluded)
     buffers: list[BufferEval] = field(default_factory=list)
+    overhead_counts: dict[str, int] = field(default_factory=dict)  # OverheadTerm kinds, "transfer"
 
     @property
     def cycles(self) -> int:
@@ -214,18 +218,11 @@ def double_bufferable(params: CostParams, v: Variant) -> list[str]:
 def evaluate(params: CostParams, v: Variant, tiles: dict[str, int], double: frozenset[str] | set[str] = frozenset()) -> Evaluation:
     """Cost and footprint of variant `v` with tile sizes `tiles` (every loop dim) and the buffers
     in `double` double-buffered. The reference semantics of the tiler's CP-SAT model."""
-    cores = params.cores
     order = [d.name for d in v.loops]
     n = {d.name: -(-d.size // tiles[d.name]) for d in v.loops}
     split = {k: n[k] >= 2 for k in order}
-    compute = 0
-    for term in v.compute:
-        if term.dim is None:
-            s = term.par(term.rows_const, cores)
-        else:
-            s = par_sum(term, v.dim(term.dim).size, tiles[term.dim], cores)
-        compute += params.compute_term(term) * term.other * s
-    hidden = exposed = wait = 0
+    compute = sum(params.term_coef(term) * term.count(tiles) for term in v.compute)
+    hidden = exposed = transfers = wait = 0
     footprint = staging = act = 0
     evals = []
     for b in v.buffers:
@@ -248,6 +245,7 @@ def evaluate(params: CostParams, v: Variant, tiles: dict[str, int], double: froz
             setup, byte_cost = params.transfer(b.home, v.level)
             dma = setup * loads + byte_cost * traffic
             first = setup + byte_cost * tb
+            transfers += loads
             if b.name in double:
                 copies = 2
                 hidden += dma - first
@@ -270,10 +268,14 @@ def evaluate(params: CostParams, v: Variant, tiles: dict[str, int], double: froz
                                 copies, loads if acc != "none" else 0,
                                 traffic if acc != "none" and present else 0, dma, first, stage,
                                 b.align, read, bwait))
-    overhead = sum(params.tile_overhead * o.mult * prod(n[d] for d in o.dims) for o in v.overhead)
+    counts = {"transfer": transfers}
+    for o in v.overhead:
+        counts[o.kind] = counts.get(o.kind, 0) + o.mult * prod(n[d] for d in o.dims)
+    overhead = params.transfer_overhead * transfers + sum(params.overhead[o.kind] * o.mult
+                                                           * prod(n[d] for d in o.dims) for o in v.overhead)
     cost = max(compute, hidden) + exposed + wait + overhead
     return Evaluation(dict(tiles), n, frozenset(double), compute, hidden, exposed, overhead, cost,
-                      wait, footprint, staging, act, evals)
+                      wait, footprint, staging, act, evals, counts)
 
 
 def latency_ms(cycles: int, frequency_hz: int) -> float:
@@ -294,15 +296,16 @@ UNCERTAINTY_CALIBRATED = 0.05
 
 def hw_fields(params: CostParams, v: Variant) -> set[str]:
     """The hardware-model fields (dotted paths, as in its `_source`) the estimate of `v` rests on."""
-    fields = {"tile_overhead_cycles"} if v.overhead else set()
+    fields = {f"overhead_cycles.{o.kind}" for o in v.overhead}
     for t in v.compute:
-        fields.add(f"kernel_efficiency.{t.kernel}")
+        fields.add(f"kernel_cost.{t.key}.{t.feature}")
     for b in v.buffers:
         acc = params.access(b, v.level)
         if acc == "dma":
             for leg in params.legs(b.home, v.level):
                 fields.add(f"levels.{leg.near}.bandwidth_bytes_per_cycle")
                 fields.add(f"levels.{leg.near}.dma_setup_cycles")
+            fields.add("overhead_cycles.transfer")
         elif acc == "inplace" and b.home in params.read_wait:
             fields.update(f"levels.{b.home}.{f}" for f in ("read_wait_states", "read_width_bytes",
                                                              "read_clock_hz"))
@@ -330,11 +333,18 @@ def rests_on(src: str | None) -> tuple[str, ...]:
 
 def estimate_uncertainty(hw: HardwareModel, fields: set[str]) -> float:
     """UNCERTAINTY_ASSUMED when any of `fields` is assumed (or has no source, or is derived or
-    measured through an assumed factor: `source_is_assumed`, `rests_on`), else
-    UNCERTAINTY_CALIBRATED."""
-    sources = hw.sources
+    measured through an assumed factor: `source_is_assumed`, `rests_on`; a field's source is its
+    own or its enclosing object's, `kernel_cost.gemm` for `kernel_cost.gemm.mac`), else
+    UNCERTAINTY_CALIBRATED, widened to the largest deviation `planner calibrate` measured between
+    the estimate and the QEMU count of a layer (qemu_estimate_deviation) when the figures rest
+    on QEMU counts."""
+    qemu = False
     for f in fields:
-        src = sources.get(f)
-        if source_is_assumed(src) or any(source_is_assumed(sources.get(d)) for d in rests_on(src)):
+        src = hw.source(f)
+        deps = rests_on(src)
+        if source_is_assumed(src) or any(source_is_assumed(hw.source(d)) for d in deps):
             return UNCERTAINTY_ASSUMED
+        qemu = qemu or bool(deps)
+    if qemu and hw.qemu_estimate_deviation:
+        return max(UNCERTAINTY_CALIBRATED, float(hw.qemu_estimate_deviation))
     return UNCERTAINTY_CALIBRATED

@@ -24,8 +24,8 @@ HW_DIR = Path(__file__).resolve().parent.parent / "hw_models"
 SCHEMA_PATH = HW_DIR / "schema.json"
 
 LEVEL_KEYS = ("L1", "L2", "L3")  # nearest to farthest from the cores
-MAC_KERNELS = ("linear", "matmul", "mhsa_chunk")  # efficiency in MAC/cycle per core
-ELEMENTWISE_KERNELS = ("softmax", "layernorm", "gelu", "add", "requant")  # cycles/element per core
+OVERHEAD_FIELDS = ("layer", "tile", "call", "transfer", "compact")  # overhead_cycles
+QEMU_PORT_FIELDS = ("transfer", "row", "byte", "byte_unaligned")   # qemu_dma_port (instructions)
 TRANSFER_FIELDS = ("bandwidth_bytes_per_cycle", "dma_setup_cycles", "engine")
 READ_FIELDS = ("read_wait_states", "read_width_bytes", "read_clock_hz")  # in-place reads (flash)
 MAX_LEVEL_BYTES = 1 << 32  # the schema's bound on a level's size (a 32-bit address space)
@@ -72,11 +72,13 @@ class HardwareModel:
     cores: int
     frequency_hz: int
     levels: dict[str, MemoryLevel]  # present levels only, in order L1, L2, L3
-    kernel_efficiency: dict[str, float]  # MAC_KERNELS: MAC/cycle/core; ELEMENTWISE_KERNELS: cycles/element/core
+    kernel_cost: dict[str, dict[str, float]]  # key -> feature -> cycles per count per core
     insn_to_cycle: float
-    tile_overhead_cycles: int
+    overhead_cycles: dict[str, float]  # OVERHEAD_FIELDS -> cycles per count
+    qemu_dma_port: dict[str, float]    # QEMU_PORT_FIELDS -> instructions per count (QEMU only)
     qemu_target: str
     sources: dict[str, str]  # dotted field path -> where the number comes from
+    qemu_estimate_deviation: float | None = None  # measured by planner calibrate (optional)
     path: Path | None = None
 
     def has_level(self, key: str) -> bool:
@@ -88,6 +90,22 @@ class HardwareModel:
                 f"hardware model '{self.name}' has no {key} (its levels: {', '.join(self.levels)})"
             )
         return self.levels[key]
+
+    def source(self, path: str) -> str | None:
+        """The `_source` of a field: its own, else that of the nearest enclosing object
+        (`kernel_cost.gemm` covers `kernel_cost.gemm.mac`)."""
+        parts = path.split(".")
+        for i in range(len(parts), 0, -1):
+            src = self.sources.get(".".join(parts[:i]))
+            if src is not None:
+                return src
+        return None
+
+    @property
+    def isa_path(self) -> str:
+        """The kernel library's ISA path for this model (arm-dsp, generic)."""
+        from planner.tiling.kernels import isa_path
+        return isa_path(self.isa)
 
     @property
     def assumptions(self) -> list[str]:
@@ -308,19 +326,55 @@ def _check_semantics(file: Path, data: dict[str, Any]) -> None:
             fail(f"levels.{key}.{given[0]}", "in-place read figures on a level that is not "
                  "addressable (its data is only moved by DMA): remove them or set addressable")
 
+    _check_kernel_cost(file, data)
     leaves = dict(_leaves(data))
+    objects = set(_objects(data))
     sources = data["_source"]
     for path, value in leaves.items():
         numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if numeric and path not in sources:
+        parts = path.split(".")
+        covered = any(".".join(parts[:i]) in sources for i in range(len(parts), 0, -1))
+        if numeric and not covered:
             fail(
                 path,
                 f'numeric field without a source: expected "_source": {{"{path}": '
-                f'"<datasheet reference> or assumed: <reason>"}}',
+                f'"<datasheet reference> or assumed: <reason>"}} (or one for an object holding it)',
             )
     for path in sources:
-        if path not in leaves:
+        if path not in leaves and path not in objects:
             fail(f"_source.{path}", "names no field of this model (expected a dotted path such as levels.L1.size)")
+
+
+def _objects(obj: dict[str, Any], prefix: str = "") -> Iterator[str]:
+    """Dotted paths of every nested object (a `_source` there covers all its numbers)."""
+    for k, v in obj.items():
+        if isinstance(v, dict) and k not in ("_source",):
+            path = f"{prefix}{k}"
+            yield path
+            yield from _objects(v, path + ".")
+
+
+def _check_kernel_cost(file: Path, data: dict[str, Any]) -> None:
+    """kernel_cost has every key of the kernel library's cost model with exactly the features
+    kernel_lib/descriptions.py counts for the model's ISA path."""
+    from kernel_lib import descriptions as kd
+    from planner.tiling.kernels import isa_path
+
+    isa = isa_path(data["isa"])
+    kc = data["kernel_cost"]
+    for key in kd.COST_KEY_SET:
+        want = kd.cost_features(key, isa)
+        if key not in kc:
+            raise PlannerError(f"{file}: field 'kernel_cost.{key}': missing required field (features "
+                               f"{', '.join(want)} for the {isa} path of isa {data['isa']!r})")
+        got = kc[key]
+        missing = [f for f in want if f not in got]
+        extra = sorted(f for f in got if f not in want)
+        if missing or extra:
+            what = (f"missing {', '.join(missing)}" if missing else "") + \
+                   ("; " if missing and extra else "") + (f"unknown {', '.join(extra)}" if extra else "")
+            raise PlannerError(f"{file}: field 'kernel_cost.{key}': {what} (the {isa} path counts "
+                               f"exactly {', '.join(want)}: kernel_lib/descriptions.py cost_features)")
 
 
 def _opt(conv: Any, value: Any) -> Any:
@@ -353,10 +407,12 @@ def _build(file: Path, data: dict[str, Any]) -> HardwareModel:
         cores=int(data["cores"]),
         frequency_hz=int(data["frequency_hz"]),
         levels=levels,
-        kernel_efficiency={k: float(v) for k, v in data["kernel_efficiency"].items()},
+        kernel_cost={k: {f: float(v) for f, v in feats.items()} for k, feats in data["kernel_cost"].items()},
         insn_to_cycle=float(data["insn_to_cycle"]),
-        tile_overhead_cycles=int(data["tile_overhead_cycles"]),
+        overhead_cycles={k: float(v) for k, v in data["overhead_cycles"].items()},
+        qemu_dma_port={k: float(v) for k, v in data["qemu_dma_port"].items()},
         qemu_target=data["qemu_target"],
         sources=dict(data["_source"]),
+        qemu_estimate_deviation=_opt(float, data.get("qemu_estimate_deviation")),
         path=file,
     )

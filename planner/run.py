@@ -241,10 +241,17 @@ def _execute(exe: Path, t: RunTarget, timeout: float, build: Path) -> tuple[str,
     return stdout, run.stderr.decode(errors="replace"), run.returncode
 
 
-def _icount_args(exe: Path, t: RunTarget, build: Path) -> str | None:
+def is_kernel_function(name: str) -> bool:
+    """The functions whose instructions measured.json counts as the kernel library's."""
+    return name.startswith("kl_")
+
+
+def _icount_args(exe: Path, t: RunTarget, build: Path, counted=is_kernel_function,
+                 tag: str = "") -> str | None:
     """The instruction-count plugin's -plugin argument: one region per layer (nr_prof_begin ..
-    nr_prof_end), the kernel library's functions as the ranges counted apart; None when the
-    plugin cannot be built here (the run goes on without counts)."""
+    nr_prof_end), the functions `counted` selects (by name; default: the kernel library's) as
+    the ranges counted apart; None when the plugin cannot be built here (the run goes on
+    without counts)."""
     from planner import toolchain as tc
 
     if tc.icount_unavailable_reason(t.name):
@@ -258,24 +265,54 @@ def _icount_args(exe: Path, t: RunTarget, build: Path) -> str | None:
         parts = line.split()
         if len(parts) == 4 and parts[2] in "tT":
             addr, size, name = int(parts[0], 16) & ~1, int(parts[1], 16), parts[3]
-            if name.startswith("kl_"):
+            if counted(name):
                 ranges.append(f"{addr:x} {size:x}")
         if len(parts) >= 3 and parts[-1] in ("nr_prof_begin", "nr_prof_end"):
             marks[parts[-1]] = int(parts[0], 16) & ~1
     if len(marks) != 2:
         return None
-    rfile = build / "kernel_ranges.txt"
+    rfile = build / f"kernel_ranges{tag}.txt"
     rfile.write_text("\n".join(ranges) + "\n")
-    report = build / "icount.txt"
+    report = build / f"icount{tag}.txt"
     report.unlink(missing_ok=True)
     opt = lambda v: str(v).replace(",", ",,")  # noqa: E731 - QEMU option lists double commas
     return (f"{opt(lib)},out={opt(report)},start={marks['nr_prof_begin']:#x},"
             f"stop={marks['nr_prof_end']:#x},ranges={opt(rfile)}")
 
 
-def read_icount(build: Path) -> dict | None:
+def count_functions(out_dir: str | Path, target: str, counted, tag: str,
+                    timeout: float = 300.0) -> dict:
+    """Run the project `planner run --target` built for `target` again, counting per layer the
+    instructions inside the functions `counted` selects (by name): read_icount's dict."""
+    from codegen.project import PROJECT_DIR
+
+    t = TARGETS[target]
+    build = (Path(out_dir) / PROJECT_DIR).resolve() / "build" / t.name
+    exe = build / t.exe
+    if not exe.is_file():
+        raise PlannerError(f"{out_dir}: not built for {target} (run planner run --target {target} first)")
+    plugin = _icount_args(exe, t, build, counted, tag)
+    if plugin is None:
+        raise PlannerError(f"cannot count instructions on {target} here")
+    outfile = build / "semihosting.txt"
+    cmd = [*t.qemu, "-nographic", "-chardev", f"file,id=nrout,path={outfile}",
+           "-semihosting-config", "enable=on,target=native,chardev=nrout", "-kernel", str(exe),
+           "-plugin", plugin]
+    try:
+        run = subprocess.run(cmd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise PlannerError(f"{exe} did not finish within {timeout:g} s on {target}") from None
+    if run.returncode != 0:
+        raise PlannerError(f"{exe} exited with code {run.returncode} on {target}")
+    counts = read_icount(build, tag)
+    if counts is None:
+        raise PlannerError(f"{exe}: no instruction-count report")
+    return counts
+
+
+def read_icount(build: Path, tag: str = "") -> dict | None:
     """Per-layer and total counts of the last run in `build` (None without a report)."""
-    report = build / "icount.txt"
+    report = build / f"icount{tag}.txt"
     if not report.is_file():
         return None
     layers, total, total_in, errors = [], None, None, []
@@ -459,25 +496,31 @@ def elf_sizes(exe: Path, target: str) -> dict | None:
 
 
 def measured_doc(plan: Plan, t: RunTarget, counts: dict, check_layers: bool) -> dict:
-    """measured.json: the instructions of each layer and of the network on the QEMU target, with
-    the cost model's estimate in the same unit (estimated cycles / the model's insn_to_cycle)."""
-    from planner.hw import load_hw_model
+    """measured.json: the instructions of each layer and of the network on the QEMU target, beside
+    the cost model's estimate of that QEMU run (planner/qemu_estimate.py: the kernels' and the
+    generated code's cost terms in instructions, plus the QEMU DMA port's copies) and the plan's
+    estimate for the chip in cycles."""
+    from planner import qemu_estimate as qe
 
-    hw = load_hw_model(plan.hardware["name"])
-    i2c = float(hw.insn_to_cycle) if getattr(hw, "insn_to_cycle", None) else 1.0
-    cores = int(plan.hardware.get("cores", 1))
+    hw, cores = qe.plan_hardware(plan)
+    i2c = float(hw.insn_to_cycle)
     sequential = t.name == "qemu-rv32" and cores > 1
-    layers = []
     if len(counts["layers"]) != len(plan.layers):
         raise PlannerError(f"instruction counting: {len(counts['layers'])} layer regions for "
                            f"{len(plan.layers)} layers")
-    for k, (lp, (n, n_in)) in enumerate(zip(plan.layers, counts["layers"])):
-        # QEMU models no flash wait states: they are left out of the comparison
-        est = (lp.est_cycles - lp.cycles.get("read_wait", 0)) / i2c * (cores if sequential else 1)
+    ests = qe.estimate(plan, t.name, hw)
+    stale = [lp.name for lp, (_, _, ev) in zip(plan.layers, qe.layer_evaluations(plan, hw))
+             if ev.cycles != lp.est_cycles]
+    layers = []
+    for k, (lp, (n, n_in), e) in enumerate(zip(plan.layers, counts["layers"], ests)):
+        est = e.total
         layers.append({"step": k, "name": lp.name, "op": lp.op, "instructions": n,
                        "kernel_instructions": n_in, "outside_kernels": None if n_in is None else n - n_in,
                        "estimate_instructions": int(round(est)),
-                       "estimate_over_measured": round(est / n, 4) if n else None})
+                       "estimate_parts": {"kernels": int(round(e.kernels)), "overhead": int(round(e.overhead)),
+                                          "dma_port": int(round(e.port))},
+                       "estimate_over_measured": round(est / n, 4) if n else None,
+                       "chip_estimate_cycles": lp.est_cycles})
     total = sum(x["instructions"] for x in layers)
     total_in = sum(x["kernel_instructions"] or 0 for x in layers)
     doc = {
@@ -486,20 +529,29 @@ def measured_doc(plan: Plan, t: RunTarget, counts: dict, check_layers: bool) -> 
         "insn_to_cycle": i2c,
         "network_total": {"instructions": total, "kernel_instructions": total_in,
                           "outside_kernels_share": round((total - total_in) / total, 4) if total else None,
-                          "estimate_instructions": sum(x["estimate_instructions"] for x in layers)},
+                          "estimate_instructions": sum(x["estimate_instructions"] for x in layers),
+                          "chip_estimate_cycles": sum(x["chip_estimate_cycles"] for x in layers)},
         "layers": layers,
         "notes": ["a layer's count runs from nr_prof_begin(k) to nr_prof_end(k) around layer k; the "
                   "network total is their sum (the glue between layers is left out)",
                   "kernel_instructions: instructions inside the kernel library's functions (kl_*); "
                   "the rest is the tile engine, the DMA port (copies on QEMU) and the dispatch",
-                  "estimate_instructions: the plan's estimated cycles, without the cycles waiting "
-                  "on flash reads (layers[].cycles.read_wait: QEMU models no wait states), / "
-                  "insn_to_cycle"],
+                  "estimate_instructions: the cost model's estimate of this QEMU run "
+                  "(planner/qemu_estimate.py): the kernels' and the generated code's cost terms "
+                  "(estimated cycles / insn_to_cycle) plus the copies of the QEMU build's DMA port "
+                  "(qemu_dma_port); the chip's DMA time and its flash wait states are not in it (QEMU "
+                  "has no DMA engine and no wait states), they are in chip_estimate_cycles, the "
+                  "plan's estimate for the chip"],
     }
     if sequential:
         doc["notes"].append(f"the GAP9 stand-in runs the plan's {cores} cores one after another: "
-                            "counts are the sum over the cores; the estimate is scaled by the core "
-                            "count to compare (a perfectly balanced split)")
+                            "counts are the sum over the cores; the estimate counts the kernels "
+                            "(busiest core x cores: a balanced split) and the per-layer, per-tile and "
+                            "per-call work once per core, the transfers and copies once")
+    if stale:
+        doc["notes"].append(f"the hardware model changed since the plan was made ({len(stale)} layers "
+                            "estimate differently now): the estimate is the current model's, "
+                            "chip_estimate_cycles the plan's")
     if check_layers:
         doc["notes"].append("counted in the --check-layers build: the per-layer dumps run outside the regions")
     return doc

@@ -83,5 +83,6 @@ def measured_table(m: dict) -> str:
                  f"{t['estimate_instructions'] / t['instructions']:.2f}" if t["instructions"] else "-",
                  f"{100 * (t['outside_kernels_share'] or 0):.1f}%"])
     head = ["layer", "op", "instructions", "estimate", "est/meas", "outside kernels"]
-    return (f"instruction counts on {m['target']} (QEMU: instructions, not cycles; estimate = "
-            f"estimated cycles / insn_to_cycle {m['insn_to_cycle']:g}):\n" + table(head, rows))
+    return (f"instruction counts on {m['target']} (QEMU: instructions, not cycles; estimate = the "
+            f"cost model's estimate of this run: cost terms / insn_to_cycle {m['insn_to_cycle']:g} + "
+            f"the QEMU DMA port's copies):\n" + table(head, rows))

@@ -110,8 +110,8 @@ def _hw_json(tmp_path: Path, name: str, mutate) -> Path:
 
 
 @pytest.mark.parametrize("case,mutate,expect", [
-    ("nan", lambda d: d["kernel_efficiency"].__setitem__("linear", float("nan")),
-     ["field 'linear'", "NaN is not a JSON number"]),
+    ("nan", lambda d: d["kernel_cost"]["gemm"].__setitem__("mac", float("nan")),
+     ["field 'mac'", "NaN is not a JSON number"]),
     ("tiny_bandwidth", lambda d: d["levels"]["L1"].__setitem__("bandwidth_bytes_per_cycle", 1e-300),
      ["levels.L1.bandwidth_bytes_per_cycle", ">= 0.001", "1e-300"]),
     ("huge_size", lambda d: d["levels"]["L2"].update(size=1e30, usable=1e30),

@@ -52,7 +52,7 @@ TIGHT = [
     ("eeg_block/int.onnx", "qemu-m7", ["--l1", "16K"]),
     ("eeg_block/int.onnx", "qemu-rv32", ["--l1", "16K"]),
     ("ecg_block/qdq.onnx", "qemu-rv32", ["--l1", "16K", "--dft", "off"]),
-    ("eeg_2block/int.onnx", "qemu-rv32", ["--l2", "300000", "--dft", "on"]),   # weights from L3
+    ("eeg_2block/int.onnx", "qemu-rv32", ["--l2", "310000", "--dft", "on"]),   # weights from L3
 ]
 
 
@@ -171,8 +171,31 @@ def test_measured_instruction_counts(tmp_path, capsys, target):
     for x, lp in zip(m["layers"], plan["layers"]):
         assert 0 < x["kernel_instructions"] < x["instructions"]
         assert x["outside_kernels"] == x["instructions"] - x["kernel_instructions"]
-        scale = plan["hardware"]["cores"] if target == "qemu-rv32" else 1
-        assert x["estimate_instructions"] == round(lp["est_cycles"] / m["insn_to_cycle"] * scale)
+        # the estimate of the QEMU run: its parts (kernels, generated code, the QEMU DMA port's
+        # copies) add up; the plan's chip estimate stands beside it in cycles
+        parts = x["estimate_parts"]
+        assert set(parts) == {"kernels", "overhead", "dma_port"} and min(parts.values()) >= 0
+        assert abs(x["estimate_instructions"] - sum(parts.values())) <= 2
+        assert x["chip_estimate_cycles"] == lp["est_cycles"]
+        assert abs(x["estimate_over_measured"] - x["estimate_instructions"] / x["instructions"]) < 1e-3
     t = m["network_total"]
     assert t["instructions"] == sum(x["instructions"] for x in m["layers"])
     assert t["outside_kernels_share"] == round(1 - t["kernel_instructions"] / t["instructions"], 4)
+
+
+# The cost model against the QEMU counts (issue 11 item 4): after `planner calibrate`, every
+# layer's estimate of the QEMU run within +-15 % of its count on the Cortex-M targets. Two
+# examples here (the EEG block, and the ECG block's QDQ form with its int16 scores and table
+# softmax); benchmarks/qemu_bench.py prints the table for every example on M7, M4 and RV32.
+ESTIMATE_CASES = [(net, target) for net in ("eeg_block/int.onnx", "ecg_block/qdq.onnx")
+                  for target in ("qemu-m7", "qemu-m4")]
+
+
+@pytest.mark.parametrize("net,target", ESTIMATE_CASES, ids=[f"{n}-{t}" for n, t in ESTIMATE_CASES])
+def test_every_layer_estimate_within_15_percent(tmp_path, capsys, net, target):
+    rc, text = solve_run(tmp_path, capsys, EXAMPLES / net, target)
+    assert rc == 0 and "bit-exact" in text, text
+    m = json.loads((tmp_path / "out" / "measured.json").read_text())
+    off = [(x["name"], x["estimate_instructions"], x["instructions"]) for x in m["layers"]
+           if not 0.85 <= x["estimate_instructions"] / x["instructions"] <= 1.15]
+    assert m["layers"] and not off, f"{net} on {target}: estimate / measured off by more than 15 %: {off}"

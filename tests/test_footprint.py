@@ -71,7 +71,11 @@ def test_stm32l4_reads_the_weights_in_place_from_flash_by_default(tmp_path, caps
     w = {b["name"]: b for b in fc1["buffers"]}
     assert w["w"]["read_bytes"] == 6 * 64 * 256 and w["bias"]["read_bytes"] == 6 * 256 * 4
     assert fc1["cycles"]["read_wait"] == pytest.approx((6 * 64 * 256 + 6 * 1024) * _wait_per_byte("stm32l4"), abs=2)
-    assert fc1["est_cycles"] == sum(fc1["cycles"].values())  # nothing overlaps the waits
+    # nothing overlaps the waits: the parts add up to the estimate (each part is rounded up to
+    # whole cycles on its own, so their sum may exceed it by less than one cycle per part)
+    parts = fc1["cycles"]
+    assert parts["dma_hidden"] == 0
+    assert fc1["est_cycles"] <= sum(parts.values()) < fc1["est_cycles"] + len(parts)
     assert plan["estimate"]["read_wait_cycles"] == sum(lp["cycles"]["read_wait"] for lp in plan["layers"]) > 0
     assert "flash wait" in text and "waiting on flash reads" in text
 
@@ -130,7 +134,7 @@ def test_gap9_keeps_the_weights_in_l2(tmp_path, capsys):
     plan, _ = _solve(tmp_path, capsys, example_net("radar_block"), "gap9")
     assert plan["weights"]["home"] == "L2" and "reached by DMA only" in plan["weights"]["reason"]
     assert plan["memory"]["L3"]["weights"] == {} and plan["weights"]["in_l3"] == 0
-    streamed, _ = _solve(tmp_path, capsys, example_net("eeg_2block"), "gap9", "--l2", "300000", "--dft", "on",
+    streamed, _ = _solve(tmp_path, capsys, example_net("eeg_2block"), "gap9", "--l2", "310000", "--dft", "on",
                          name="tight")
     ws = [b for lp in streamed["layers"] for b in lp["buffers"] if b["kind"] == "weight" and b["home"] == "L3"]
     assert ws and all(b["staging"] is not None for b in ws)  # L3 -> L2 -> L1

@@ -13,9 +13,9 @@ import pytest
 
 from planner.errors import PlannerError
 from planner.hw import (
-    ELEMENTWISE_KERNELS,
     HW_DIR,
-    MAC_KERNELS,
+    OVERHEAD_FIELDS,
+    QEMU_PORT_FIELDS,
     SCHEMA_PATH,
     known_models,
     load_hw_model,
@@ -45,15 +45,25 @@ def test_shipped_models_load_by_name_and_path(name: str) -> None:
         farthest = i == len(keys) - 1
         assert (lvl.engine is None) == farthest
         assert (lvl.bandwidth_bytes_per_cycle is None) == farthest
-    assert set(hw.kernel_efficiency) == set(MAC_KERNELS) | set(ELEMENTWISE_KERNELS)
-    # Efficiency figures are assumed, or measured as QEMU instruction counts (planner calibrate)
-    # and converted through insn_to_cycle, which stays assumed: their sources must say so.
+    from kernel_lib import descriptions as kd
+    from planner.tiling.kernels import isa_path
+    assert set(hw.kernel_cost) == set(kd.COST_KEY_SET)
+    for key, feats in hw.kernel_cost.items():
+        assert sorted(feats) == sorted(kd.cost_features(key, isa_path(hw.isa))), key
+    assert set(hw.overhead_cycles) == set(OVERHEAD_FIELDS)
+    assert set(hw.qemu_dma_port) == set(QEMU_PORT_FIELDS)
+    # Cost figures are assumed, or measured as QEMU instruction counts (planner calibrate) and
+    # converted through insn_to_cycle, which stays assumed: their sources must say so.
     target = f"qemu-{hw.qemu_target.replace('x8', '')}"
-    for k in hw.kernel_efficiency:
-        src = hw.sources[f"kernel_efficiency.{k}"]
+    fields = ([f"kernel_cost.{k}.{f}" for k, feats in hw.kernel_cost.items() for f in feats]
+              + [f"overhead_cycles.{k}" for k in OVERHEAD_FIELDS]
+              + [f"qemu_dma_port.{k}" for k in QEMU_PORT_FIELDS])
+    for f in fields:
+        src = hw.source(f)
+        assert src is not None, f
         assert src.startswith("assumed") or (
             src.startswith(f"measured: QEMU {target} instruction count, `planner calibrate ")
-            and "insn_to_cycle" in src and "(assumed)" in src), src
+            and ("insn_to_cycle" in src and "(assumed)" in src or f.startswith("qemu_dma_port"))), (f, src)
         if name == "gap9" and src.startswith("measured"):
             assert "RV32IMC stand-in for GAP9 without XpulpV2" in src
     assert "insn_to_cycle" in hw.assumptions
@@ -138,13 +148,16 @@ BAD = {
     "unknown top-level field": (_set("corez", 8), ["corez", "unknown"]),
     "unknown level": (_set("levels.L4", {}), ["levels.L4", "unknown"]),
     "unknown level field": (_set("levels.L1.sise", 1), ["levels.L1.sise", "unknown"]),
-    "unknown kernel": (_set("kernel_efficiency.conv", 1.0), ["kernel_efficiency.conv", "unknown"]),
+    "unknown kernel": (_set("kernel_cost.conv", {"mac": 1.0}), ["kernel_cost", "conv"]),
+    "unknown feature": (_set("kernel_cost.gemm.warp", 1.0), ["kernel_cost.gemm", "unknown warp"]),
+    "missing feature": (_del("kernel_cost.gemm.mac"), ["kernel_cost.gemm", "missing mac"]),
+    "missing overhead kind": (_del("overhead_cycles.tile"), ["overhead_cycles.tile", "missing"]),
     "wrong type string": (_set("cores", "eight"), ["cores", "integer"]),
     "wrong type bool": (_set("levels.L1.size", True), ["levels.L1.size", "integer"]),
     "wrong type fraction for int": (_set("frequency_hz", 370e6 + 0.5), ["frequency_hz", "integer"]),
-    "wrong type efficiency": (_set("kernel_efficiency.linear", "fast"), ["kernel_efficiency.linear", "number"]),
+    "wrong type feature cost": (_set("kernel_cost.gemm.mac", "fast"), ["kernel_cost.gemm.mac", "number"]),
     "negative size": (_set("levels.L1.size", -1), ["levels.L1.size", ">= 1"]),
-    "zero efficiency": (_set("kernel_efficiency.gelu", 0), ["kernel_efficiency.gelu", "> 0"]),
+    "negative feature cost": (_set("kernel_cost.gelu.elem", -1), ["kernel_cost.gelu.elem", ">= 0"]),
     "bad engine": (_set("levels.L1.engine", "teleport"), ["levels.L1.engine", "cluster-dma"]),
     "bad qemu target": (_set("qemu_target", "x86"), ["qemu_target", "m7"]),
     "usable above size": (_set("levels.L1.usable", 200_000), ["levels.L1.usable", "size"]),
@@ -157,8 +170,7 @@ BAD = {
     "frequency of 1e30 Hz": (_set("frequency_hz", 1e30), ["frequency_hz", "<= 10000000000"]),
     "bandwidth of 1e-300": (_set("levels.L1.bandwidth_bytes_per_cycle", 1e-300),
                             ["levels.L1.bandwidth_bytes_per_cycle", ">= 0.001"]),
-    "efficiency of 1e9": (_set("kernel_efficiency.linear", 1e9), ["kernel_efficiency.linear", "<= 1000"]),
-    "element cost of 1e-9": (_set("kernel_efficiency.gelu", 1e-9), ["kernel_efficiency.gelu", ">= 0.001"]),
+    "feature cost of 1e9": (_set("kernel_cost.gemm.mac", 1e9), ["kernel_cost.gemm.mac", "<= 1000000"]),
     "2048 cores": (_set("cores", 2048), ["cores", "<= 1024"]),
     "setup of 1e12 cycles": (_set("levels.L2.dma_setup_cycles", 10**12), ["levels.L2.dma_setup_cycles", "<= 1000000"]),
 }
@@ -227,11 +239,11 @@ def test_bad_model_is_a_clear_error(tmp_path: Path, case: str) -> None:
 
 @pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
 def test_non_finite_numbers_are_refused(tmp_path: Path, token: str) -> None:
-    text = re.sub(r'"linear": [0-9.eE+-]+', f'"linear": {token}', (HW_DIR / "gap9.json").read_text(), count=1)
+    text = re.sub(r'"mac": [0-9.eE+-]+', f'"mac": {token}', (HW_DIR / "gap9.json").read_text(), count=1)
     path = tmp_path / "nonfinite.json"
     path.write_text(text)
-    line = text[:text.index(f'"linear": {token}')].count("\n") + 1
-    with pytest.raises(PlannerError, match=rf"nonfinite\.json: field 'linear' \(line {line}\): {token} is "
+    line = text[:text.index(f'"mac": {token}')].count("\n") + 1
+    with pytest.raises(PlannerError, match=rf"nonfinite\.json: field 'mac' \(line {line}\): {token} is "
                                            "not a JSON number"):
         load_hw_model(path)
 

@@ -72,8 +72,15 @@ def test_full_bias_is_the_accumulator_gemm_transb_rq():
     hw = load_hw_model("gap9")
     params = CostParams.from_hw(hw)
     desc = describe(BuildContext(sol.graph, params, hw.isa, "L1"), sol.graph.nodes[0])
-    terms = {t.label: t for t in desc.variants[0].compute}
-    assert terms["finalize"].kernel == "requant" and terms["finalize"].cols == 4
+    from kernel_lib import descriptions as kd
+
+    v = desc.variants[0]
+    fin = [t for t in v.compute if t.label == "finalize"]
+    assert fin and {t.key for t in fin} == {"requant"}
+    full = {d.name: d.size for d in v.loops}
+    got = {t.feature: t.count(full) for t in fin}
+    want = kd.cost_counts("linear_finalize", {"S": 32, "N": 4}, hw.isa_path, params.cores)
+    assert got == {f: n for (k, f), n in want.items() if n}
 
 
 def test_checker_rejects_a_vector_sized_full_bias():

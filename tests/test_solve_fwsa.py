@@ -319,8 +319,12 @@ def test_dft_rule_peer_graphs():
     # within the uncertainty and depth-first needs less L2)
     d = solve(str(PEER / "Models_EEGFormer" / "network.onnx"), "gap9").plan.blocks[0]
     _check_dft_rule(d)
-    # Attention on STM32L4 (no L1): within the uncertainty, layer-by-layer needs less L2
+    # Attention on STM32L4 (no L1): layer by layer both needs less L2 and, with the measured
+    # per-feature figures, takes fewer estimated cycles (about 1.26x, just outside the band:
+    # decided by cycles; inside it the L2 need would decide the same way)
     d = solve(str(att), "stm32l4").plan.blocks[0]
-    assert d["form"] == "layer-by-layer" and d["rule"]["decided_by"] == "memory"
+    _check_dft_rule(d)
+    assert d["form"] == "layer-by-layer"
+    assert d["layer_by_layer"]["est_cycles"] < d["depth_first"]["est_cycles"]
     need = d["rule"]["network_l2_need"]
     assert need["layer_by_layer"] < need["depth_first"]

@@ -223,22 +223,37 @@ def test_mhsa_buffers_from_kernel_description(hw_name, softmax):
         if softmax:
             assert bufs["softmax_lut"].unit_bytes == kd.softmax_lut_bytes(dims) > 0
             assert not bufs["softmax_lut"].activation
-        (chunk,) = [t for t in v.compute if t.label == "mhsa_chunk"]
-        assert chunk.kernel == kd.cost_key("mhsa_chunk")
-        assert chunk.other == h * kd.get("mhsa_chunk").cost({**dims, "rows": 1})
-        if softmax:
-            (sm,) = [t for t in v.compute if t.label == "softmax"]
-            assert sm.kernel == kd.cost_key("softmax_rows")
+        # the chunk step's terms are kl_mhsa_chunk's cost terms, summed over the x tiles, once
+        # per head: per feature, h x the description's counts of every chunk (full and rest)
+        chunk = [t for t in v.compute if t.label == "mhsa_chunk"]
+        assert chunk and all(t.dims == ("x",) for t in chunk)
+        for tx in v.dim("x").candidates:
+            got: dict = {}
+            for t in chunk:
+                got[(t.key, t.feature)] = got.get((t.key, t.feature), 0) + t.count({"h": 1, "x": tx})
+            want: dict = {}
+            for start in range(0, s, tx):
+                for k, n in kd.cost_counts("mhsa_chunk", {**dims, "rows": min(tx, s - start)}, isa,
+                                           cores).items():
+                    want[k] = want.get(k, 0) + h * n
+            assert {k: n for k, n in got.items() if n} == {k: n for k, n in want.items() if n}, tx
+        if softmax:  # the table softmax inside the chunk kernel is priced at its own key
+            assert any(t.key == "softmax_lut" for t in chunk)
         assert bufs["acc"].unit_bytes in (4 * e, 4 * s * e)  # int32 (mhsa_block operand acc)
 
 
 def test_every_kernel_has_a_cost_key():
+    """Every kernel's cost terms are priced by keys and features every shipped model has."""
     from kernel_lib import descriptions as kd
-    from planner.hw import ELEMENTWISE_KERNELS, MAC_KERNELS
+    from planner.tiling.kernels import isa_path
 
-    for name, desc in kd.KERNELS.items():
-        key = kd.cost_key(name)
-        assert key in (MAC_KERNELS if desc.cost_unit == "MAC" else ELEMENTWISE_KERNELS), name
+    for hw_name in ("gap9", "stm32h7", "stm32l4"):
+        hw = load_hw_model(hw_name)
+        isa = isa_path(hw.isa)
+        for name in kd.KERNELS:
+            assert kd.cost_key(name) in kd.COST_KEY_SET, name
+        for key in kd.COST_KEY_SET:
+            assert set(kd.cost_features(key, isa)) == set(hw.kernel_cost[key]), (hw_name, key)
 
 
 def test_derived_efficiencies_count_as_assumed():
@@ -253,5 +268,5 @@ def test_derived_efficiencies_count_as_assumed():
     assert not source_is_assumed("RM0433 memory map")
     for name in ("stm32h7", "stm32l4", "gap9"):
         hw = load_hw_model(name)
-        assert estimate_uncertainty(hw, {"kernel_efficiency.linear"}) == UNCERTAINTY_ASSUMED
+        assert estimate_uncertainty(hw, {"kernel_cost.gemm"}) == UNCERTAINTY_ASSUMED
         assert estimate_uncertainty(hw, {"cores"}) == UNCERTAINTY_CALIBRATED

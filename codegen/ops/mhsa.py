@@ -154,6 +154,9 @@ def emit(ctx: EmitContext, lp: LayerPlan, index: int) -> LayerCode:
         "v_signed": rqm.signed(part_places["v"].rq),
         "has": {n: tens.get(n) is not None for n in names},
         "lut": lut is not None,
+        # W_o [E][H][P]: a head tile's columns are rows of hn * P in a dense copy, but rows of
+        # H * P where it is read in place (no L1, or a weight read from flash)
+        "wo_rs": f"{H * P}" if e.code.bufs[idx["wo"]].kind == "direct" else f"hn * {P}",
         "comment": f"{lp.name}: depth-first MHSA{' (FWSA)' if fw is not None else ''}, {lp.variant}; "
                    f"S={S} E={E} P={P} H={H}; tiles h={HT}/{H} x={XT}/{S}; est. {lp.est_cycles:,} cycles",
     }

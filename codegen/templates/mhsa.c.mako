@@ -205,7 +205,7 @@ static void layer_${L['ident']}(int core_id, int n_cores)
 % endif
                 a.v = (const int8_t *)${f"nr_buf_ptr(&B[{loc['v_h']}], 0)"} + j * ${L['vh_bytes']};
                 a.w_o = (const int8_t *)${buf('wo')} + j * ${P};
-                a.w_o_rs = hn * ${P};
+                a.w_o_rs = ${L['wo_rs']};
                 a.acc = acc;
                 a.acc_mode = (ht == 0 && j == 0) ? KL_ACC_STORE : KL_ACC_ADD;
                 if (core_id < nc)

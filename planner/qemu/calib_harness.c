@@ -2,7 +2,7 @@
  * `planner calibrate` (planner/calibrate.py), which generates the case table calib_cases.h and
  * reads one instruction-count region per case (planner/qemu/icount_plugin.c).
  *
- * A case row: {kind, core, n_cores, p0, p1, ...}. The kernel is called as the generated code
+ * A case row: {kind, core, n_cores, data center, data spread, data signed, p0, p1, ...}. The kernel is called as the generated code
  * calls it for one tile, with (core, n_cores): on a multi-core model planner/calibrate.py asks for
  * the busiest core's share (the last core: kl_split gives it ceil(rows / n_cores)). Data:
  * pseudo-random int8 (xorshift, reseeded per case), per-tensor requantization with the
@@ -18,7 +18,7 @@
 
 enum {
     C_EMPTY = 0,      /* nothing: the markers' own instructions */
-    C_LINEAR = 1,     /* S N K kt xs trans out_i32 has_bias mul sh */
+    C_LINEAR = 1,     /* S N K kt xs trans out_i32 has_bias mul sh rq_mode (0, 1: along N, 2: S) */
     C_MATMUL = 2,     /* B M N K a_signed b_signed b_trans mul sh */
     C_MATMUL_I32 = 3, /* B M N K b_trans mul sh */
     C_LAYERNORM = 4,  /* rows L d_log2 n_levels */
@@ -30,8 +30,12 @@ enum {
     C_ITAPARTIAL = 10, /* rows L group_width n_levels */
     C_SMROWS = 11,    /* rows L kind A B C log2 group_width n_levels */
     C_CHUNK = 12,     /* rows S D P E_out fwsa row_term kind A B C log2 group_width n_levels
-                         q_signed mul_s sh_s mul_v sh_v */
-    C_FINALIZE = 13   /* rows cols has_bias mul sh */
+                         q_signed mul_s sh_s mul_v sh_v wide mul_i sh_i rq_i_cols */
+    C_FINALIZE = 13,  /* rows cols has_bias mul sh */
+    C_LN_QDQ = 14,    /* rows L x_type in_shift eps d_log2 n_levels */
+    C_LUT = 15,       /* rows cols x_signed */
+    C_ADD_X = 16,     /* rows cols a_type b_type y_type mul_a sh_a mul_b sh_b mul_o sh_o */
+    C_ISOFTMAX16 = 17 /* rows L A B C log2 n_levels */
 };
 
 #ifndef CAL_ARENA
@@ -62,12 +66,24 @@ static uint32_t rnd(void)
     rs ^= rs << 5;
     return rs;
 }
+
+/* the data of a case: uniform bytes (d_mag == 0), or center + the mean of two uniform values in
+ * [-mag, mag] (std mag / sqrt(6)), clipped to the operand type's range: the spread of the
+ * layer's real input, so that data-dependent branches (clipping, signs) behave as in the
+ * generated code */
+static int32_t d_center, d_mag, d_signed;
+static int32_t rnd_val(int32_t lo, int32_t hi)
+{
+    int32_t v = d_center + ((int32_t)(rnd() % (uint32_t)(2 * d_mag + 1)) - d_mag +
+                            (int32_t)(rnd() % (uint32_t)(2 * d_mag + 1)) - d_mag) / 2;
+    return v < lo ? lo : (v > hi ? hi : v);
+}
 static void *rnd8(uint32_t n)
 {
     uint8_t *p = (uint8_t *)alloc(n);
     uint32_t i;
     for (i = 0; i < n; i++)
-        p[i] = (uint8_t)rnd();
+        p[i] = d_mag ? (uint8_t)(d_signed ? rnd_val(-128, 127) : rnd_val(0, 255)) : (uint8_t)rnd();
     return p;
 }
 static int32_t *rnd32(uint32_t n, int32_t mag)
@@ -79,14 +95,25 @@ static int32_t *rnd32(uint32_t n, int32_t mag)
     return p;
 }
 
+static int16_t *rnd16(uint32_t n, int32_t mag)
+{
+    int16_t *p = (int16_t *)alloc(2 * n);
+    uint32_t i;
+    for (i = 0; i < n; i++)
+        p[i] = d_mag ? (int16_t)rnd_val(-32768, 32767)
+                     : (int16_t)((int32_t)(rnd() % (uint32_t)(2 * mag + 1)) - mag);
+    return p;
+}
+
 /* a per-tensor requantization: y = clip((x * mul + 2^(sh-1)) >> sh), 256 levels */
 static kl_rq_t mk_rq(int32_t mul, int32_t sh, int is_signed)
 {
     kl_rq_t r;
-    int32_t *m = (int32_t *)alloc(4);
-    *m = mul;
+    int32_t *m = (int32_t *)alloc(8);
+    m[0] = mul;
+    m[1] = 0;
     r.mul = m;
-    r.add = 0;
+    r.add = m + 1; /* a zero add vector, as the generated code always passes one */
     r.mul_sb = r.mul_sr = r.mul_sc = 0;
     r.add_sb = r.add_sr = r.add_sc = 0;
     r.shift = sh;
@@ -102,11 +129,29 @@ static void *mm_scratch(int32_t K, int n_cores)
     return n ? alloc(n) : 0; /* NULL: the portable path (no DSP scratch on this target) */
 }
 
+/* per-feature (mode 1: along N) or per-row (mode 2: along S) multipliers around mul */
+static void rq_vary(kl_rq_t *r, int32_t mode, int32_t S, int32_t N, int trans)
+{
+    const int32_t n = mode == 1 ? N : S;
+    int32_t *m, i;
+    if (mode == 0)
+        return;
+    m = (int32_t *)alloc((uint32_t)(4 * n));
+    for (i = 0; i < n; i++)
+        m[i] = r->mul[0] + (int32_t)(rnd() % 64u) - 32;
+    r->mul = m;
+    if ((mode == 1) != (trans != 0))
+        r->mul_sc = 1; /* along the output's columns */
+    else
+        r->mul_sr = 1; /* along its rows */
+}
+
 static void linear(const int32_t *p, int core, int nc)
 {
     const int32_t S = p[0], N = p[1], K = p[2], kt = p[3], xs = p[4], trans = p[5];
     const int32_t out_i32 = p[6], has_bias = p[7];
     kl_rq_t rq = mk_rq(p[8], p[9], 1);
+    rq_vary(&rq, p[10], S, N, trans);
     const void *x = rnd8((uint32_t)(S * K));
     const int8_t *w = (const int8_t *)rnd8((uint32_t)(N * K));
     const int32_t *bias = has_bias ? rnd32((uint32_t)N, 1 << 12) : 0;
@@ -153,10 +198,13 @@ static void linear(const int32_t *p, int core, int nc)
 static void matmul(const int32_t *p, int core, int nc)
 {
     const int32_t B = p[0], M = p[1], N = p[2], K = p[3], as = p[4], bs = p[5], bt = p[6];
+    const int32_t wide = p[9]; /* int16 outputs (QDQ scores: rq.n_levels = 65536) */
     kl_rq_t rq = mk_rq(p[7], p[8], 1);
     const void *a = rnd8((uint32_t)(B * M * K));
     const void *b = rnd8((uint32_t)(B * N * K));
-    void *y = alloc((uint32_t)(B * M * N));
+    void *y = alloc((uint32_t)(B * M * N * (wide ? 2 : 1)));
+    if (wide)
+        rq.n_levels = 65536;
     void *scr = mm_scratch(K, nc);
     prof_start();
     kl_bmatmul(a, as, M * K, K, b, bs, bt, N * K, bt ? K : N, y, M * N, N, B, M, N, K, 0, 0, &rq,
@@ -204,7 +252,7 @@ static void gelu(const int32_t *p, int core, int nc)
 static void add(const int32_t *p, int core, int nc)
 {
     const int32_t rows = p[0], cols = p[1];
-    kl_rq_t ra = mk_rq(p[4], p[5], 1), rb = mk_rq(p[4], p[5], 1), ro = mk_rq(1, 0, 1);
+    kl_rq_t ra = mk_rq(p[4], p[5], 1), rb = mk_rq(p[6], p[7], 1), ro = mk_rq(p[8], p[9], 1);
     const void *a = rnd8((uint32_t)(rows * cols)), *b = rnd8((uint32_t)(rows * cols));
     void *y = alloc((uint32_t)(rows * cols));
     prof_start();
@@ -286,7 +334,8 @@ static void chunk(const int32_t *p, int core, int nc)
     const int32_t rows = p[0], S = p[1], D = p[2], P = p[3], E = p[4], fwsa = p[5];
     const int32_t row_term = p[6];
     kl_rq_t rq_s = mk_rq(p[15], p[16], 1), rq_v = mk_rq(p[17], p[18], 1);
-    kl_rq_t rq_i = mk_rq(p[15], p[16], 1), rq_row = mk_rq(1, 8, 1);
+    kl_rq_t rq_i = mk_rq(p[20] ? p[20] : p[15], p[20] ? p[21] : p[16], 1), rq_row = mk_rq(1, 8, 1);
+    rq_vary(&rq_i, p[22] ? 1 : 0, rows, D, 0); /* I* per output column */
     kl_attn_t a;
     void *scr;
     a.S = S;
@@ -303,8 +352,12 @@ static void chunk(const int32_t *p, int core, int nc)
     a.k = rnd8((uint32_t)(S * D));
     a.k_rs = D;
     a.k_signed = 1;
+    if (p[19]) /* wide (int16) scores: the int16 softmax without a table */
+        rq_s.n_levels = 65536;
     a.rq_s = &rq_s;
     a.sm = mk_sm(p + 7);
+    if (p[19])
+        a.sm.lut = 0;
     a.v = rnd8((uint32_t)(P * S));
     a.v_rs = S;
     a.v_trans = 1;
@@ -325,10 +378,67 @@ static void chunk(const int32_t *p, int core, int nc)
     prof_stop();
 }
 
+static void ln_qdq(const int32_t *p, int core, int nc)
+{
+    const int32_t rows = p[0], L = p[1], xt = p[2];
+    const void *x = xt == KL_DT_S16 ? (const void *)rnd16((uint32_t)(rows * L), 1 << 11)
+                                   : rnd8((uint32_t)(rows * L));
+    const int32_t *w = rnd32((uint32_t)L, 1 << 12), *b = rnd32((uint32_t)L, 1 << 16);
+    int8_t *y = (int8_t *)alloc((uint32_t)(rows * L));
+    prof_start();
+    kl_layernorm_qdq(x, xt, L, y, L, rows, L, w, b, p[3], p[4], p[5], p[6], core, nc);
+    prof_stop();
+}
+
+static void lut(const int32_t *p, int core, int nc)
+{
+    const int32_t rows = p[0], cols = p[1];
+    const uint8_t *t = (const uint8_t *)rnd8(256);
+    const void *x = rnd8((uint32_t)(rows * cols));
+    void *y = alloc((uint32_t)(rows * cols));
+    prof_start();
+    kl_lut8(x, p[2], cols, t, y, cols, rows, cols, core, nc);
+    prof_stop();
+}
+
+static void *rnd_typed(int type, uint32_t n)
+{
+    return type == KL_DT_S16 ? (void *)rnd16(n, 1 << 12) : rnd8(n);
+}
+
+static void add_x(const int32_t *p, int core, int nc)
+{
+    const int32_t rows = p[0], cols = p[1], at = p[2], bt = p[3], yt = p[4];
+    kl_rq_t ra = mk_rq(p[5], p[6], 1), rb = mk_rq(p[7], p[8], 1), ro = mk_rq(p[9], p[10], 1);
+    const void *a = rnd_typed(at, (uint32_t)(rows * cols)), *b = rnd_typed(bt, (uint32_t)(rows * cols));
+    void *y = alloc((uint32_t)(rows * cols * 2));
+    ra.n_levels = rb.n_levels = 1 << 30;
+    if (yt == KL_DT_S16)
+        ro.n_levels = 65536;
+    ro.is_signed = yt != KL_DT_U8;
+    prof_start();
+    kl_add_rq_x(a, at, cols, &ra, b, bt, cols, &rb, y, yt, cols, rows, cols, &ro, core, nc);
+    prof_stop();
+}
+
+static void isoftmax16(const int32_t *p, int core, int nc)
+{
+    const int32_t rows = p[0], L = p[1];
+    const int16_t *x = rnd16((uint32_t)(rows * L), 1 << 11);
+    uint8_t *y = (uint8_t *)alloc((uint32_t)(rows * L));
+    int32_t *scr = (int32_t *)alloc((uint32_t)(4 * L * nc));
+    prof_start();
+    kl_isoftmax_s16(x, L, y, L, rows, L, p[2], p[3], p[4], p[5], p[6], scr, core, nc);
+    prof_stop();
+}
+
 static void run_case(const int32_t *row)
 {
     const int kind = row[0], core = row[1], nc = row[2];
-    const int32_t *p = row + 3;
+    const int32_t *p = row + 6;
+    d_center = row[3];
+    d_mag = row[4];
+    d_signed = row[5];
     top = 0;
     rs = 2463534242u; /* the same data whatever the case list */
     switch (kind) {
@@ -364,6 +474,18 @@ static void run_case(const int32_t *row)
         break;
     case C_FINALIZE:
         finalize(p);
+        break;
+    case C_LN_QDQ:
+        ln_qdq(p, core, nc);
+        break;
+    case C_LUT:
+        lut(p, core, nc);
+        break;
+    case C_ADD_X:
+        add_x(p, core, nc);
+        break;
+    case C_ISOFTMAX16:
+        isoftmax16(p, core, nc);
         break;
     default: /* C_EMPTY */
         prof_start();

@@ -18,6 +18,7 @@ encodes the same formulas in CP-SAT.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Callable
 
 
@@ -76,39 +77,61 @@ class BufferSpec:
 
 @dataclass(frozen=True)
 class ComputeTerm:
-    """cycles = per_item * other * sum over the tiles of `dim` of par(tile extent).
+    """One cost term of a kernel over the layer's loop nest (kernel_lib/descriptions.py, CostTerm):
 
-    `par(a)` is the work of the busiest core for a tile of extent a along `dim` (a table, see
-    `par_table`); `per_item` is cycles per (MAC or element) per core from the hardware model,
-    filled by the cost model from `kernel` and `unit`.
+        cycles = coefficient * const * prod(table[tile[dim]] for dim, table in tables)
+
+    the coefficient being the hardware model's kernel_cost[key][feature] (cycles per count per
+    core), each table giving, per candidate tile size of its loop dim, the term's factor summed
+    over that dim's tiles (the full tiles and the rest), or the number of tiles when the kernel
+    is called once per tile without a factor on that dim. Counts are the busiest core's.
+    Tables and counts are non-negative, so a term never decreases when a factor grows.
     """
 
     label: str
-    kernel: str                  # hardware model kernel_efficiency key
-    unit: str                    # "mac" or "elem"
-    dim: str | None              # dim the kernel splits across cores (None: constant extent)
-    split: str                   # "rows" | "rows_else_cols" | "cols"
-    cols: int                    # constant column extent for rows_else_cols / cols
-    other: int                   # constant multiplier (work per unit of parallel extent, summed)
-    rows_const: int = 1          # extent along the split when dim is None
+    key: str                     # hardware model kernel_cost key
+    feature: str                 # its feature (kernel_cost[key][feature])
+    tables: tuple[tuple[str, tuple[tuple[int, int], ...]], ...] = ()
+    const: int = 1
+    # per table, the function it tabulates (tile size -> value), for sizes outside the
+    # candidates (the exhaustive reference of the tests); not part of the term's identity
+    exact: tuple = field(default=(), compare=False, hash=False, repr=False)
 
-    def par(self, a: int, cores: int) -> int:
-        if self.split == "rows":
-            return -(-a // cores) * self.cols
-        if self.split == "cols":
-            return a * -(-self.cols // cores)
-        # rows_else_cols: the kernels split rows when there are at least n_cores, else columns
-        if a >= cores:
-            return -(-a // cores) * self.cols
-        return a * -(-self.cols // cores)
+    @property
+    def dims(self) -> tuple[str, ...]:
+        return tuple(d for d, _ in self.tables)
+
+    def factor(self, dim: str, t: int) -> int:
+        tab = self._lookup[dim]
+        if t not in tab:
+            tab[t] = self.exact[self.dims.index(dim)](t)
+        return tab[t]
+
+    @cached_property
+    def _lookup(self) -> dict[str, dict[int, int]]:
+        return {d: dict(tab) for d, tab in self.tables}
+
+    def count(self, tiles: dict[str, int]) -> int:
+        """The term's count (summed over every tile of the loop nest) for tile sizes `tiles`."""
+        c = self.const
+        for d, _ in self.tables:
+            c *= self.factor(d, tiles[d])
+        return c
+
+
+OVERHEAD_KINDS = ("layer", "tile", "call", "compact")
 
 
 @dataclass(frozen=True)
 class OverheadTerm:
-    """Fixed per-tile cost: mult * prod(n_tiles[d] for d in dims) tiles."""
+    """Fixed cost of the generated code outside the kernels: mult * prod(n_tiles[d] for d in dims)
+    counts of `kind` (hardware model overhead_cycles: per layer, per tile of the tile engine or of
+    a layer's own loop, per kernel call made by a layer's body, per byte compacted by
+    nr_compact_rows)."""
 
     dims: tuple[str, ...]
     mult: int = 1
+    kind: str = "tile"
 
 
 @dataclass
@@ -202,14 +225,12 @@ def prune_candidates(v: Variant, cores: int) -> Variant:
     new_loops = []
     changed = False
     for d in v.loops:
-        terms = [t for t in v.compute if t.dim == d.name]
+        terms = [t for t in v.compute if d.name in t.dims]
         tables = [dict(b.table) for b in v.buffers if b.table and b.dims and b.dims[0] == d.name]
         kept: list[int] = []
         groups: dict[int, list[tuple[int, tuple]]] = {}
         for t in d.candidates:
-            full, rem = divmod(d.size, t)
-            score = tuple(full * term.par(t, cores) + (term.par(rem, cores) if rem else 0)
-                          for term in terms) + tuple(tab[t] for tab in tables)
+            score = tuple(term.factor(d.name, t) for term in terms) + tuple(tab[t] for tab in tables)
             n = -(-d.size // t)
             group = groups.setdefault(n, [])
             if any(all(a <= b for a, b in zip(s2, score)) for _, s2 in group):

@@ -1,9 +1,9 @@
 """The tiler's view of a C kernel, read from kernel_lib/descriptions.py (the single source of truth
 shared with codegen): C function, loop dims, core split, scratch bytes, rules, cost unit.
 
-Which `kernel_efficiency` key of the hardware model prices a kernel is read from the description
-too (`kernel_lib.descriptions.COST_KEYS`; the depth-first MHSA kernels price at `mhsa_chunk`,
-`softmax_rows` at `softmax`).
+What a call costs is the description's too (`kernel_lib.descriptions.cost_terms`: counts of
+features of the C code, priced at the hardware model's `kernel_cost[key][feature]`;
+planner/tiling/ops.py sums them over the tiles).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from kernel_lib import descriptions as kd
 
 from planner.errors import PlannerError
 
-# kernel_lib description name -> hardware model kernel_efficiency key (kept as a name for
-# callers; the mapping lives in kernel_lib/descriptions.py)
-EFFICIENCY_KEY = kd.COST_KEYS
+# kernel_lib description name -> the hardware model kernel_cost key of its own terms (the
+# mapping lives in kernel_lib/descriptions.py)
+COST_KEY = kd.COST_KEYS
 
 
 def isa_path(hw_isa: str) -> str:
@@ -36,7 +36,7 @@ class KernelInfo:
     split: str          # "rows" | "rows_else_cols" | "cols"
     rows: str           # the dim split first
     cols: str | None    # the dim split when rows < n_cores
-    efficiency: str
+    cost_key: str       # kernel_cost key of its own terms (the gemm core's are at "gemm")
     unit: str           # "mac" | "elem"
 
     @property

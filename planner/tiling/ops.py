@@ -7,6 +7,7 @@ Layout-only nodes are not layers (aliases, see planner.memory).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from math import prod
 
@@ -73,6 +74,62 @@ def _rule(k: KernelInfo, full: dict[str, int], dim: str):
     return ok
 
 
+def kernel_terms(label: str, k: KernelInfo, dims: dict, cores: int, loops: dict[str, LoopDim],
+                 calls: dict[str, str] | None = None, per_tile: tuple[str, ...] = (),
+                 split_only: tuple[str, ...] = (), const: int = 1) -> list[ComputeTerm]:
+    """The ComputeTerms of a kernel the layer calls: its cost terms (kernel_lib/descriptions.py,
+    `cost_terms` at the layer's full `dims`) summed over the loop nest. `calls` maps call dims to
+    the loop dims whose tiles give their extents (the others stay at `dims`); the kernel is
+    called once per tile of every mapped loop dim and of `per_tile`, and, for `split_only` dims,
+    once per tile of the others only when that dim is split (kl_linear_finalize after the last
+    K chunk); `const` calls of each (e.g. one per head)."""
+    from kernel_lib import descriptions as kd
+
+    calls = calls or {}
+    tiled = dict.fromkeys([*calls.values(), *per_tile])
+    out = []
+    for ct in kd.cost_terms(k.name, dims, k.isa, cores):
+        c = ct.const * const
+        by_loop: dict[str, list] = {ld: [] for ld in tiled}
+        for cd, f in ct.factors:
+            ld = calls.get(cd)
+            if ld is None:
+                c *= f(dims[cd])
+            else:
+                by_loop[ld].append(f)
+        tables, exact = [], []
+        for ld, fs in by_loop.items():
+            d = loops[ld]
+            fn = functools.partial(_tile_sum, d.size, fs=tuple(fs))
+            tables.append((ld, tuple((t, fn(t)) for t in d.candidates)))
+            exact.append(fn)
+        for ld in split_only:
+            d = loops[ld]
+            fn = functools.partial(_is_split, d.size)
+            tables.append((ld, tuple((t, fn(t)) for t in d.candidates)))
+            exact.append(fn)
+        if c:
+            out.append(ComputeTerm(label, ct.key, ct.feature, tuple(tables), c, tuple(exact)))
+    return out
+
+
+def _is_split(size: int, t: int) -> int:
+    return int(t < size)
+
+
+def _tile_sum(size: int, t: int, fs: tuple = ()) -> int:
+    """sum over the tiles of a dim of `size` cut in tiles of t of prod(f(extent) for f in fs)
+    (the number of tiles when fs is empty)."""
+    full, rem = divmod(size, t)
+
+    def val(e: int) -> int:
+        v = 1
+        for f in fs:
+            v *= f(e)
+        return v
+    return full * val(t) + (val(rem) if rem else 0)
+
+
 _CANDIDATES: dict[tuple, tuple[int, ...]] = {}
 
 
@@ -99,6 +156,25 @@ def _rq_bytes(node: Node) -> int:
         import numpy as np
         total += 4 * (int(np.asarray(rq.mul).size) + int(np.asarray(rq.add).size))
     return total if total > 8 * 3 else 0
+
+
+def rq_axes(rq) -> dict[str, int]:
+    """Linear call flags of a requantization: rq_n when its parameters vary along the last axis
+    (the output features), rq_s when along another (the rows); per-tensor: neither. Read by the
+    gemm core's cost terms (the epilogue: kernel_lib/descriptions.py)."""
+    if rq is None:
+        return {}
+    import numpy as np
+    flags = {}
+    for v in (np.asarray(rq.mul), np.asarray(rq.add)):
+        if v.size <= 1:
+            continue
+        shape = v.shape
+        if shape and shape[-1] > 1:
+            flags["rq_n"] = 1
+        if prod(shape[:-1]) > 1:
+            flags["rq_s"] = 1
+    return flags
 
 
 def _weight(ctx: BuildContext, name: str, role: str, dims: tuple[str, ...], unit: int,
@@ -182,10 +258,6 @@ def linear(ctx: BuildContext, node: Node) -> LayerDesc:
     dS = _dim(ctx, "S", s, k_, full, "S", tiled=row_split, dominated=False, minimum=min(cores, s))
     dN = _dim(ctx, "N", n_out, k_, full, "N", dominated=row_split)
     dK = _dim(ctx, "K", kk, k_, full, "K")
-    if row_split:
-        terms = [ComputeTerm("linear", k_.efficiency, "mac", "S", "rows", 1, n_out * kk)]
-    else:  # fewer rows than cores: the kernel splits the output features
-        terms = [ComputeTerm("linear", k_.efficiency, "mac", "N", "rows", s, kk)]
     kind = bias_kind(g, node)
     out_i32 = node.attrs.get("rq") is None and ctx.eb(y) == 4
     q_reads = _q_reads(ctx, k_, dS)  # weights, bias and rq vectors streamed per block of rows
@@ -202,8 +274,6 @@ def linear(ctx: BuildContext, node: Node) -> LayerDesc:
         accumulator = "y"
     elif kind == "full":  # the bias tile is the accumulator, requantized into y at the end
         bufs.append(_weight(ctx, bias, "bias", ("S", "N"), 4))
-        fin = kernel("linear_finalize", ctx.isa)
-        terms.append(ComputeTerm("finalize", fin.efficiency, "elem", "S", fin.split, n_out, 1))
         accumulator = "bias"
     bufs += _params_buf(ctx, node, **q_reads)
     bufs.append(BufferSpec("y", y, "out", ("S", "N"), ctx.eb(y), ctx.tensor_bytes(y), ctx.act_home))
@@ -214,17 +284,33 @@ def linear(ctx: BuildContext, node: Node) -> LayerDesc:
     if sunit:
         bufs.append(BufferSpec("scratch", None, "scratch", sdims, sunit,
                                align=k_.desc.operand_align("scratch", k_.isa)))
+    loopd = {"S": dS, "N": dN, "K": dK}
+    ldims = {**full, "trans": 0, **rq_axes(node.attrs.get("rq")),
+             "out_i32": int(out_i32 or kind == "full")}  # (a K-split psum: priced as its rq)
+    terms = kernel_terms("linear", k_, ldims, cores, loopd, {"S": "S", "N": "N", "K": "K"})
+    fin = kernel("linear_finalize", ctx.isa)
+    if accumulator == "bias":  # the bias tile is requantized after the last K chunk
+        terms += kernel_terms("finalize", fin, {"S": s, "N": n_out}, cores, loopd, {"S": "S", "N": "N"})
+    elif accumulator == "psum" and dK.tiled:  # psum requantized after the last K chunk, if split
+        terms += kernel_terms("finalize", fin, {"S": s, "N": n_out}, cores, loopd, {"S": "S", "N": "N"},
+                              split_only=("K",))
     variants = []
     for order in (("N", "S", "K"), ("S", "N", "K")):
-        loops = [{"S": dS, "N": dN, "K": dK}[d] for d in order]
+        loops = [loopd[d] for d in order]
         variants.append(Variant(node.name, "Linear", k_.function, f"order {','.join(order)}", ctx.level,
-                                loops, bufs, terms, [OverheadTerm(order)], node_macs(g, node),
+                                loops, bufs, terms, _overheads(order), node_macs(g, node),
                                 min_tile={"S": min(cores, s)} if row_split else {},
                                 attrs={"kernel": k_.name, "rules": _rules(k_, full, ("S", "N", "K")),
                                        "bias_kind": kind, "accumulator": accumulator}))
         if not (dS.tiled or dN.tiled):
             break  # the order does not matter
     return LayerDesc(node.name, "Linear", variants, node_macs(g, node))
+
+
+def _overheads(dims: tuple[str, ...], calls: int = 1) -> list[OverheadTerm]:
+    """The generated code's own work for a layer with one kernel call per tile of `dims`: the
+    layer, each tile (tile engine) and each call of its body."""
+    return [OverheadTerm((), 1, "layer"), OverheadTerm(dims, 1, "tile"), OverheadTerm(dims, calls, "call")]
 
 
 def _rules(k: KernelInfo, full: dict[str, int], dims) -> dict:
@@ -253,7 +339,6 @@ def matmul(ctx: BuildContext, node: Node) -> LayerDesc:
     cores = ctx.cores
     dB = _dim(ctx, "B", batch, None, None, None)
     dM = _dim(ctx, "M", m, k_, full, "M", dominated=False)
-    term = ComputeTerm("matmul", k_.efficiency, "mac", "M", k_.split, n, batch * kk)
     bufs = [
         BufferSpec("a", a, "in", (("B",) if a_batched else ()) + ("M",), kk * ctx.eb(a),
                    ctx.tensor_bytes(a), ctx.act_home),
@@ -266,8 +351,15 @@ def matmul(ctx: BuildContext, node: Node) -> LayerDesc:
     if sunit:
         bufs.append(BufferSpec("scratch", None, "scratch", sdims, sunit,
                                align=k_.desc.operand_align("scratch", k_.isa)))
-    v = Variant(node.name, "MatMul", k_.function, "order B,M", ctx.level, [dB, dM], bufs, [term],
-                [OverheadTerm(("B", "M"))], node_macs(g, node),
+    if kname == "bmatmul_i32":
+        terms = kernel_terms("matmul", k_, full, cores, {"B": dB, "M": dM}, {"batch": "B", "M": "M"})
+    else:  # the generated code calls kl_bmatmul (B^T: the K_h of the scores, else V_h)
+        terms = kernel_terms("matmul", kernel("bmatmul", ctx.isa),
+                             {**full, "b_trans": int(kname == "matmul_nt"),
+                              "rq16": int(g.tensors[y].dtype == "int16")}, cores, {"B": dB, "M": dM},
+                             {"batch": "B", "M": "M"})
+    v = Variant(node.name, "MatMul", k_.function, "order B,M", ctx.level, [dB, dM], bufs, terms,
+                _overheads(("B", "M")), node_macs(g, node),
                 attrs={"kernel": k_.name, "rules": _rules(k_, full, ("M",))})
     return LayerDesc(node.name, "MatMul", [v], node_macs(g, node))
 
@@ -298,7 +390,6 @@ def rowwise(ctx: BuildContext, node: Node) -> LayerDesc:
     kd_dims = k_.desc.dims  # (rows, L) or (rows, cols)
     full = {kd_dims[0]: r, kd_dims[1]: c}
     dR = _dim(ctx, "R", r, k_, full, kd_dims[0], dominated=False)
-    term = ComputeTerm(kname, k_.efficiency, "elem", "R", k_.split, c, 1)
     bufs = []
     for i, t in enumerate(node.inputs):
         if not t:
@@ -322,8 +413,13 @@ def rowwise(ctx: BuildContext, node: Node) -> LayerDesc:
     if any(b for _, b in table):
         bufs.append(BufferSpec("scratch", None, "scratch", ("R",), 0, table=table,
                                align=k_.desc.operand_align("scratch", k_.isa)))
-    v = Variant(node.name, node.op, k_.function, "rows", ctx.level, [dR], bufs, [term],
-                [OverheadTerm(("R",))], 0, attrs={"kernel": k_.name, "rules": _rules(k_, full, (kd_dims[0],))})
+    flags = {"rq": int(node.attrs.get("rq") is not None)} if kname == "igelu" else {}
+    if node.op == "Add":  # the requantizations with a shift (a missing one is the identity)
+        flags = {"shifts": sum(int(node.attrs.get(k) is not None and node.attrs[k].shift > 0)
+                               for k in ("rq_a", "rq_b", "rq"))}
+    terms = kernel_terms(kname, k_, {**full, **flags}, ctx.cores, {"R": dR}, {kd_dims[0]: "R"})
+    v = Variant(node.name, node.op, k_.function, "rows", ctx.level, [dR], bufs, terms,
+                _overheads(("R",)), 0, attrs={"kernel": k_.name, "rules": _rules(k_, full, (kd_dims[0],))})
     return LayerDesc(node.name, node.op, [v], 0)
 
 
@@ -354,12 +450,12 @@ def untiled(ctx: BuildContext, node: Node) -> LayerDesc:
     macs = node_macs(g, node)
     out_elems = sum(g.tensors[t].size for t in node.outputs)
     if macs:
-        term = ComputeTerm("macs", "linear", "mac", None, "rows", 1, macs, rows_const=1)
+        term = ComputeTerm("macs", "gemm", "mac", (), macs)
     else:
-        term = ComputeTerm("elements", "requant", "elem", None, "rows", 1, out_elems, rows_const=1)
+        term = ComputeTerm("elements", "requant", "elem", (), out_elems)
     # one core: the generic fallback is not parallelized in the model
     v = Variant(node.name, node.op, "(golden model only: no kernel-library description)", "untiled",
-                ctx.level, [], bufs, [term], [OverheadTerm(())], macs,
+                ctx.level, [], bufs, [term], [OverheadTerm((), 1, "layer")], macs,
                 notes=[f"{node.op}: not yet tiled (whole tensors in {ctx.level})"])
     return LayerDesc(node.name, node.op, [v], macs, untiled_reason=f"{node.op} is not yet tiled")
 
@@ -406,14 +502,14 @@ class _Chunk:
 
 
 def _mhsa_chunk(ctx: BuildContext, s: int, d: int, p: int, e_out: int, sm_node, fwsa: bool,
-                row_term: bool, wide_scores: bool = False) -> _Chunk:
+                row_term: bool, wide_scores: bool = False, rq_i_cols: bool = False) -> _Chunk:
     from kernel_lib import descriptions as kd
 
     k = kernel("mhsa_chunk", ctx.isa)
     kind = 0 if sm_node is None else kd.SOFTMAX_KINDS[sm_node.attrs.get("kind", "isoftmax")]
     dims = {"rows": 1, "S": s, "D": d, "P": p, "E_out": e_out, "fwsa": int(fwsa),
             "row_term": int(row_term), "softmax": kind, "lut_given": 1, "fused_out": 1,
-            "wide_scores": int(wide_scores)}
+            "wide_scores": int(wide_scores), "rq_i_cols": int(rq_i_cols)}
     lut = kd.softmax_lut_bytes(dims)
     return _Chunk(k, kernel("softmax_rows", ctx.isa), dims,
                   kd.mhsa_kv_bytes({"S": s, "P": p, "fwsa": int(fwsa)}), lut,
@@ -442,15 +538,70 @@ def _chunk_scratch(ch: _Chunk, candidates, proj_scratch: int, cores: int, lin: K
     return [BufferSpec("scratch", None, "scratch", ("x",), 0, table=table, align=align)]
 
 
-def _chunk_terms(ch: _Chunk, h: int, s: int) -> list[ComputeTerm]:
-    """kl_mhsa_chunk per chunk and head: its MACs (desc cost: scores, ·V, fused output
-    projection, FWSA I*) at its cost key, and the table softmax inside it at softmax_rows'."""
-    terms = [ComputeTerm("mhsa_chunk", ch.k.efficiency, "mac", "x", ch.k.split, 1, h * ch.macs_row)]
-    if ch.dims["row_term"]:  # FWSA row term X_rows . w_row (not in the description's MAC count)
-        terms.append(ComputeTerm("row_term", ch.k.efficiency, "mac", "x", ch.k.split, 1, h * ch.dims["D"]))
-    if ch.dims["softmax"]:
-        terms.append(ComputeTerm("softmax", ch.sm.efficiency, "elem", "x", ch.sm.split, s, h))
-    return terms
+def _chunk_terms(ch: _Chunk, h: int, s: int, cores: int, loops: dict[str, LoopDim]) -> list[ComputeTerm]:
+    """kl_mhsa_chunk per chunk (rows = the x tile) and head: the cost terms of its description
+    (its gemm calls per group of rows, the softmax rows, the FWSA row term, the groups)."""
+    return kernel_terms("mhsa_chunk", ch.k, ch.at(s), cores, loops, {"rows": "x"}, const=h)
+
+
+def _proj_terms(label: str, lin: KernelInfo, rows_on_x: bool, s: int, n: int, e: int, h: int,
+                trans: int, cores: int, loops: dict[str, LoopDim], rq=None) -> list[ComputeTerm]:
+    """A per-head kl_linear projection (K = E) over the s tokens: once per head (rows_on_x False)
+    or once per x tile and head on its rows; `rq` its requantization (a head's slice)."""
+    dims = {"S": s, "N": n, "K": e, "trans": trans, **rq_axes(rq)}
+    return kernel_terms(label, lin, dims, cores, loops, {"S": "x"} if rows_on_x else {}, const=h)
+
+
+def _head_rq(part: Node, h: int):
+    """The requantization of a per-head projection as one head's call sees it (its columns)."""
+    rq = part.attrs.get("rq") if part is not None else None
+    if rq is None:
+        return None
+    import numpy as np
+    mul = np.asarray(rq.mul)
+    if mul.size > 1 and mul.shape and mul.shape[-1] % h == 0:
+        return _Slice(mul.reshape(-1)[: mul.shape[-1] // h].reshape(1, -1))
+    return rq
+
+
+def _per_head(rq, h: int):
+    """An FWSA requantization [H, 1, n] as one head's call sees it ([1, n])."""
+    if rq is None:
+        return None
+    import numpy as np
+    mul = np.asarray(rq.mul)
+    if mul.ndim == 3 and mul.shape[0] == h:
+        return _Slice(mul[0])
+    return rq
+
+
+@dataclass
+class _Slice:
+    """The multipliers of one call's part of a requantization (rq_axes reads mul and add)."""
+
+    mul: object
+    add: object = 0
+
+
+def _writeout_terms(ctx: BuildContext, s: int, e: int, acc_local: bool, loops) -> list[ComputeTerm]:
+    """The final RQ_o of the accumulator (nr_finalize_rows: kl_linear_finalize on each core's
+    rows): once, or per x tile when the accumulator is streamed from L2."""
+    fin = kernel("linear_finalize", ctx.isa)
+    return kernel_terms("writeout", fin, {"S": s, "N": e}, ctx.cores, loops,
+                        {} if acc_local else {"S": "x"})
+
+
+def _mhsa_overheads(s: int, e: int, h: int, kv_calls: int, q_calls: int, x_res: bool,
+                    acc_local: bool) -> list[OverheadTerm]:
+    """The depth-first MHSA body's own work (codegen/templates/mhsa.c.mako): per head tile and
+    per (head tile, chunk); per kernel call (pass 1: kv_calls per head, once or per x tile; pass
+    2: q_calls + the chunk per chunk and head; the writeout); the compaction of the output rows
+    (nr_compact_rows, about S x E bytes)."""
+    return [OverheadTerm((), 1, "layer"), OverheadTerm(("h",), 1, "tile"), OverheadTerm(("h", "x"), 1, "tile"),
+            OverheadTerm(() if x_res else ("x",), h * kv_calls, "call"),
+            OverheadTerm(("x",), h * (q_calls + 1), "call"),
+            OverheadTerm(() if acc_local else ("x",), 1, "call"),
+            OverheadTerm((), max(s - 1, 1) * e, "compact")]
 
 
 def _lut_buf(ctx: BuildContext, ch: _Chunk, layer: str, h: int, s: int) -> list[BufferSpec]:
@@ -500,12 +651,9 @@ def mhsa_dft(ctx: BuildContext, node: Node) -> LayerDesc:
     chunk_rule = lambda t: lin.ok({"S": t, "N": p, "K": e}) and ch.ok(t)  # noqa: E731
     dx = LoopDim("x", s, _chunk_candidates(("mhsa chunk", ch.k.isa, tuple(sorted(ch.dims.items()))), s,
                                            chunk_rule))
-    terms = [
-        ComputeTerm("kv_proj", lin.efficiency, "mac", "x", lin.split, p, 2 * h * e),
-        ComputeTerm("q_proj", lin.efficiency, "mac", "x", lin.split, p, h * e),
-        *_chunk_terms(ch, h, s),
-        ComputeTerm("writeout", "requant", "elem", None, "rows_else_cols", e, 1, rows_const=s),
-    ]
+    loopd = {"h": dh, "x": dx}
+    common = (_proj_terms("q_proj", lin, True, s, p, e, h, 0, cores, loopd, _head_rq(a["q"], h))
+              + _chunk_terms(ch, h, s, cores, loopd))
     # how often each constant is read (in place): Q per chunk rows (kl_linear), K over all rows,
     # V once (kl_linear_t: its weights are the expanded rows), W_o per group (kl_mhsa_chunk)
     rq_ = _q_reads(ctx, lin, dx)
@@ -552,9 +700,13 @@ def mhsa_dft(ctx: BuildContext, node: Node) -> LayerDesc:
                 l2_extra.append((f"{node.name}.acc", s * e * acc_b))
             bufs += scratch
             label = f"x {'resident' if x_res else 'streamed'}, acc {'in ' + ctx.level if acc_local else 'in ' + ctx.act_home}"
+            terms = (_proj_terms("k_proj", lin, not x_res, s, p, e, h, 0, cores, loopd, _head_rq(a["k"], h))
+                     + _proj_terms("v_proj", lin, not x_res, s, p, e, h, 1, cores, loopd, _head_rq(a["v"], h))
+                     + common + _writeout_terms(ctx, s, e, acc_local, loopd))
             variants.append(Variant(node.name, "MHSA", "depth-first MHSA (kl_linear K/V/Q projections, "
                                     "kl_mhsa_chunk per chunk)", label, ctx.level, [dh, dx], bufs,
-                                    terms, [OverheadTerm(("h", "x"), 2)], node_macs(g, node),
+                                    terms, _mhsa_overheads(s, e, h, 2, 1, x_res, acc_local),
+                                    node_macs(g, node),
                                     l2_extra=l2_extra,
                                     attrs={"x_resident": x_res, "acc_local": acc_local, "dft": True,
                                            "kernel": ch.k.name, "rules": {"x": chunk_rule}}))
@@ -608,18 +760,20 @@ def mhsa_fwsa_dft(ctx: BuildContext, node: Node) -> LayerDesc:
     sm_node = a["softmax"]
     kmode = bool(w_row)  # the kernel's FWSA mode: only it takes the row term
     ch = _mhsa_chunk(ctx, s, e, p, e, sm_node, kmode, kmode,
-                     fw.rq_scores is not None and fw.rq_scores.n_levels > 256)
+                     fw.rq_scores is not None and fw.rq_scores.n_levels > 256,
+                     rq_i_cols=bool(rq_axes(_per_head(fw.rq_i, h)).get("rq_n")) if kmode else False)
     ebx, eby = ctx.eb(x), ctx.eb(y)
     v_t = a["v"].outputs[0]
     dh = LoopDim("h", h, candidate_sizes(h, lambda t: True))
     chunk_rule = lambda t: lin.ok({"S": t, "N": e, "K": e}) and ch.ok(t)  # noqa: E731
     dx = LoopDim("x", s, _chunk_candidates(("fwsa chunk", ch.k.isa, tuple(sorted(ch.dims.items()))), s,
                                            chunk_rule))
-    terms = [ComputeTerm("v_proj", lin.efficiency, "mac", "x", lin.split, p, h * e)]
+    loopd = {"h": dh, "x": dx}
+    common = _proj_terms("v_proj", lin, False, s, p, e, h, 1, cores, loopd, _head_rq(a["v"], h))
     if not kmode:
-        terms.append(ComputeTerm("istar", lin.efficiency, "mac", "x", lin.split, e, h * e))
-    terms += _chunk_terms(ch, h, s)
-    terms.append(ComputeTerm("writeout", "requant", "elem", None, "rows_else_cols", e, 1, rows_const=s))
+        common += _proj_terms("istar", lin, True, s, e, e, h, 0, cores, loopd, _per_head(fw.rq_i, h))
+    common += _chunk_terms(ch, h, s, cores, loopd)
+
     def home(role: str) -> str:
         return ctx.whome(param_blob_name(node.name, role))
 
@@ -668,8 +822,10 @@ def mhsa_fwsa_dft(ctx: BuildContext, node: Node) -> LayerDesc:
         label = f"FWSA, x resident, acc in {ctx.level if acc_local else ctx.act_home}"
         kern = ("depth-first FWSA MHSA (kl_mhsa_chunk FWSA mode: I* and row term in the kernel)" if kmode
                 else "depth-first FWSA MHSA (kl_linear I* = X.W_f^T, kl_mhsa_chunk against X)")
+        terms = common + _writeout_terms(ctx, s, e, acc_local, loopd)
         variants.append(Variant(node.name, "MHSA", kern, label,
-                                ctx.level, [dh, dx], bufs, terms, [OverheadTerm(("h", "x"), 2)],
+                                ctx.level, [dh, dx], bufs, terms,
+                                _mhsa_overheads(s, e, h, 1, 0 if kmode else 1, True, acc_local),
                                 node_macs(g, node), l2_extra=l2_extra,
                                 attrs={"x_resident": True, "acc_local": acc_local, "dft": True,
                                        "fwsa": True, "kernel": ch.k.name, "rules": {"x": chunk_rule}}))

@@ -33,7 +33,7 @@ from math import prod
 
 import numpy as np
 
-from planner.cost import CostParams, Evaluation, evaluate, par_sum
+from planner.cost import CostParams, Evaluation, evaluate
 from planner.tiling.desc import Variant, reserved_bytes
 from planner.tiling.table import Table, build_table
 
@@ -97,20 +97,14 @@ class _Model:
             sp = m.new_bool_var(f"split_{d.name}")
             m.add(sp == sum(b for c, b in bs if c < d.size))
             self.t[d.name], self.n[d.name], self.split[d.name] = _E(t, max(cands)), _E(n, max(ns)), _E(sp, 1)
-        cores = params.cores
-        # compute: linear in the selectors
+        # compute: per term the product of its per-dim tables (each linear in that dim's selectors)
         comp_expr, comp_ub = 0, 0
-        for term in v.compute:
-            coef = params.compute_term(term) * term.other
-            if term.dim is None:
-                val = coef * term.par(term.rows_const, cores)
-                comp_expr += val
-                comp_ub += val
-            else:
-                size = v.dim(term.dim).size
-                vals = [(coef * par_sum(term, size, c, cores), b) for c, b in self.sel[term.dim]]
-                comp_expr += sum(x * b for x, b in vals)
-                comp_ub += max(x for x, _ in vals)
+        for i, term in enumerate(v.compute):
+            coef = params.term_coef(term) * term.const
+            factors = [self._table(d, term._lookup[d]) for d in term.dims]
+            e = self._mul(factors, f"ct{i}").scale(coef)
+            comp_expr += e.x
+            comp_ub += e.ub
         compute = m.new_int_var(0, max(comp_ub, 0), "compute")
         m.add(compute == comp_expr)
         hidden_terms: list[_E] = []
@@ -118,6 +112,7 @@ class _Model:
         wait_terms: list[_E] = []       # in-place reads: wait states (exposed)
         foot_terms: list[_E] = []
         stage_terms: list[_E] = []
+        xfer_terms: list[_E] = []
         for b in v.buffers:
             acc = params.access(b, v.level)
             if acc == "none" and b.kind not in ("local", "scratch"):
@@ -167,6 +162,8 @@ class _Model:
                 continue
             dma = _E(setup * b.passes * loads.x + bcost * b.full_bytes * b.passes * traffic_f.x,
                      setup * b.passes * loads.ub + bcost * b.full_bytes * b.passes * traffic_f.ub)
+            xfer_terms.append(self._cond(present, loads.scale(params.transfer_overhead * b.passes),
+                                         f"xo_{b.name}"))
             first = _E(setup + bcost * b.unit_bytes * tb.x, setup + bcost * b.unit_bytes * tb.ub)
             db = m.new_bool_var(f"db_{b.name}")
             self.double[b.name] = db
@@ -193,8 +190,8 @@ class _Model:
         m.add(hidden == sum(e.x for e in hidden_terms))
         mx = m.new_int_var(0, max(comp_ub, hidden_ub, 0), "max_compute_dma")
         m.add_max_equality(mx, [compute, hidden])
-        over = [self._mul([self.n[d] for d in o.dims], f"ov{i}").scale(params.tile_overhead * o.mult)
-                for i, o in enumerate(v.overhead)]
+        over = [self._mul([self.n[d] for d in o.dims], f"ov{i}").scale(params.overhead[o.kind] * o.mult)
+                for i, o in enumerate(v.overhead)] + xfer_terms
         cost_ub = max(comp_ub, hidden_ub) + sum(e.ub for e in exposed_terms + wait_terms + over)
         self.cost = m.new_int_var(0, max(cost_ub, 1), "cost")
         m.add(self.cost == mx + sum(e.x for e in exposed_terms + wait_terms + over))
@@ -205,6 +202,20 @@ class _Model:
             m.add(self.stage_expr <= staging_capacity)
 
     # helpers -------------------------------------------------------------------------------
+    def _table(self, dim: str, table: dict[int, int]) -> "_E":
+        """sum(table[c] * selector_c) over the dim's candidates: a per-tile-size value."""
+        sel = self.sel[dim]
+        vals = [(table[c], b) for c, b in sel]
+        if len(vals) == 1:
+            return _E(vals[0][0], vals[0][0])
+        key = ("table", dim, tuple(x for x, _ in vals))
+        if key not in self._cache:
+            ub = max(x for x, _ in vals)
+            var = self.m.new_int_var(0, max(ub, 0), f"tab_{dim}_{len(self._cache)}")
+            self.m.add(var == sum(x * b for x, b in vals))
+            self._cache[key] = _E(var, ub)
+        return self._cache[key]
+
     def _prod(self, dims: tuple[str, ...]) -> "_E":
         key = ("prod",) + tuple(sorted(dims))
         if key not in self._cache:

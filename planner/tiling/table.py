@@ -32,7 +32,7 @@ from math import prod
 
 import numpy as np
 
-from planner.cost import CostParams, par_sum
+from planner.cost import CostParams
 from planner.tiling.desc import Variant
 
 MAX_ROWS = 1_500_000   # tiling choices enumerated at most; larger spaces use the product model
@@ -108,19 +108,18 @@ def build_table(params: CostParams, v: Variant, align: int = 1, staging_capacity
 
     compute = zeros.copy()
     for term in v.compute:
-        coef = params.compute_term(term) * term.other
-        if term.dim is None:
-            compute += coef * term.par(term.rows_const, cores)
-        else:
-            i = order.index(term.dim)
-            per = np.array([coef * par_sum(term, sizes[term.dim], c, cores) for c in cands[i]], np.int64)
-            compute += per[idx[term.dim]]
+        c = ones * (params.term_coef(term) * term.const)
+        for d in term.dims:
+            i = order.index(d)
+            per = np.array([term.factor(d, t) for t in cands[i]], np.int64)
+            c = c * per[idx[d]]
+        compute += c
     overhead = zeros.copy()
     for o in v.overhead:
         cnt = ones.copy()
         for d in o.dims:
             cnt = cnt * N[d]
-        overhead += params.tile_overhead * o.mult * cnt
+        overhead += params.overhead[o.kind] * o.mult * cnt
 
     hidden = zeros.copy()       # hidden transfers before double-buffering (none yet)
     wait = zeros.copy()         # in-place reads: wait states (exposed)
@@ -160,6 +159,7 @@ def build_table(params: CostParams, v: Variant, align: int = 1, staging_capacity
             first = setup + byte_cost * tb
             dma = np.where(present, dma, 0)
             first = np.where(present, first, 0)
+            overhead += np.where(present, params.transfer_overhead * loads, 0)
             dma_all += dma
             staged = params.staging_level(b, v.level) is not None
             foot += tb
