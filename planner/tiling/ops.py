@@ -83,10 +83,24 @@ def kernel_terms(label: str, k: KernelInfo, dims: dict, cores: int, loops: dict[
     called once per tile of every mapped loop dim and of `per_tile`, and, for `split_only` dims,
     once per tile of the others only when that dim is split (kl_linear_finalize after the last
     K chunk); `const` calls of each (e.g. one per head)."""
-    from kernel_lib import descriptions as kd
-
     calls = calls or {}
     tiled = dict.fromkeys([*calls.values(), *per_tile])
+    # the terms depend only on these (kernel_lib is static): the tilings the placement and the
+    # form decisions try repeat a layer's loop nests many times
+    key = (label, k.name, k.isa, tuple(sorted(dims.items())), cores, tuple(calls.items()), per_tile,
+           split_only, const, tuple((ld, loops[ld].size, loops[ld].candidates) for ld in [*tiled, *split_only]))
+    if key not in _TERMS:
+        _TERMS[key] = tuple(_kernel_terms(label, k, dims, cores, loops, calls, tiled, split_only, const))
+    return list(_TERMS[key])
+
+
+_TERMS: dict[tuple, tuple[ComputeTerm, ...]] = {}
+
+
+def _kernel_terms(label: str, k: KernelInfo, dims: dict, cores: int, loops: dict[str, LoopDim],
+                  calls: dict[str, str], tiled: dict, split_only: tuple[str, ...], const: int):
+    from kernel_lib import descriptions as kd
+
     out = []
     for ct in kd.cost_terms(k.name, dims, k.isa, cores):
         c = ct.const * const
