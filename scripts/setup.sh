@@ -10,22 +10,29 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
 
+# the host C toolchain: planner run --target host (and the tests' host builds, sanitizers, the
+# QEMU instruction-count plugin) need gcc, make, the C library headers and nm (binutils)
+APT=(gcc make libc6-dev binutils)
+need=0
+for tool in gcc make nm; do command -v "$tool" >/dev/null || need=1; done
+[ -e /usr/include/stdio.h ] || need=1
+
 if [ "${1:-}" = "--test" ]; then
-  if ! command -v arm-none-eabi-gcc >/dev/null || ! command -v qemu-system-arm >/dev/null \
-     || ! command -v riscv64-unknown-elf-gcc >/dev/null || ! command -v qemu-system-riscv32 >/dev/null \
-     || ! command -v ccache >/dev/null || [ ! -d /usr/lib/picolibc/arm-none-eabi ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq --no-install-recommends \
-      gcc-arm-none-eabi qemu-system-arm gcc-riscv64-unknown-elf qemu-system-misc picolibc-arm-none-eabi \
-      make ccache >/dev/null
-  fi
+  APT+=(gcc-arm-none-eabi qemu-system-arm gcc-riscv64-unknown-elf qemu-system-misc picolibc-arm-none-eabi ccache)
+  for tool in arm-none-eabi-gcc qemu-system-arm riscv64-unknown-elf-gcc qemu-system-riscv32 ccache; do
+    command -v "$tool" >/dev/null || need=1
+  done
+  [ -d /usr/lib/picolibc/arm-none-eabi ] || need=1
+fi
+
+if [ "$need" = 1 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${APT[@]}" >/dev/null
+fi
+
+if [ "${1:-}" = "--test" ]; then
   python3 -m pip install -q --disable-pip-version-check -e ".[test]"
 else
-  if ! command -v gcc >/dev/null || ! command -v make >/dev/null; then  # planner run on the host
-    export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq --no-install-recommends gcc make libc6-dev >/dev/null
-  fi
   python3 -m pip install -q --disable-pip-version-check -e .
 fi
