@@ -33,21 +33,8 @@ enum {
 #ifndef BENCH_ARENA
 #define BENCH_ARENA (3u << 20)
 #endif
-static uint8_t arena[BENCH_ARENA] __attribute__((aligned(8)));
-static uint32_t top;
-static void *alloc(uint32_t n)
-{
-    void *p;
-    n = (n + 7u) & ~7u;
-    if (top + n > BENCH_ARENA) {
-        out_s("E arena full\n");
-        out_flush();
-        kl_plat_exit(3);
-    }
-    p = arena + top;
-    top += n;
-    return p;
-}
+#define KL_ARENA_BYTES BENCH_ARENA
+#include "arena.h"
 
 static uint32_t rs = 2463534242u;
 static uint32_t rnd(void)
@@ -59,7 +46,7 @@ static uint32_t rnd(void)
 }
 static int8_t *rnd8(uint32_t n, int32_t lo, int32_t hi)
 {
-    int8_t *p = (int8_t *)alloc(n);
+    int8_t *p = (int8_t *)arena_alloc(n);
     uint32_t i;
     for (i = 0; i < n; i++)
         p[i] = (int8_t)(lo + (int32_t)(rnd() % (uint32_t)(hi - lo + 1)));
@@ -67,7 +54,7 @@ static int8_t *rnd8(uint32_t n, int32_t lo, int32_t hi)
 }
 static int32_t *rnd32(uint32_t n, int32_t mag)
 {
-    int32_t *p = (int32_t *)alloc(4 * n);
+    int32_t *p = (int32_t *)arena_alloc(4 * n);
     uint32_t i;
     for (i = 0; i < n; i++)
         p[i] = (int32_t)(rnd() % (uint32_t)(2 * mag + 1)) - mag;
@@ -165,21 +152,21 @@ static void ref_block(const blk_t *c, const int8_t *x, const int8_t *wq, const i
                       const int32_t *bo, int8_t *y)
 {
     const int32_t S = c->S, E = c->E, P = c->P, H = c->H, HP = c->H * c->P;
-    int8_t *v = (int8_t *)alloc((uint32_t)(S * HP));
-    int8_t *o = (int8_t *)alloc((uint32_t)(S * HP));
-    int8_t *srow = (int8_t *)alloc((uint32_t)S);
-    uint8_t *prow = (uint8_t *)alloc((uint32_t)S);
-    int32_t *tmp = (int32_t *)alloc((uint32_t)(4 * S));
+    int8_t *v = (int8_t *)arena_alloc((uint32_t)(S * HP));
+    int8_t *o = (int8_t *)arena_alloc((uint32_t)(S * HP));
+    int8_t *srow = (int8_t *)arena_alloc((uint32_t)S);
+    uint8_t *prow = (uint8_t *)arena_alloc((uint32_t)S);
+    int32_t *tmp = (int32_t *)arena_alloc((uint32_t)(4 * S));
     int8_t *q = 0, *k = 0, *is = 0;
     int32_t h, i, j, p, e;
     ref_linear(x, E, wv, bv, v, HP, S, HP, E, c->mv, c->sv);
     if (!c->fwsa) {
-        q = (int8_t *)alloc((uint32_t)(S * HP));
-        k = (int8_t *)alloc((uint32_t)(S * HP));
+        q = (int8_t *)arena_alloc((uint32_t)(S * HP));
+        k = (int8_t *)arena_alloc((uint32_t)(S * HP));
         ref_linear(x, E, wq, bq, q, HP, S, HP, E, c->mq, c->sq);
         ref_linear(x, E, wk, bk, k, HP, S, HP, E, c->mk, c->sk);
     } else {
-        is = (int8_t *)alloc((uint32_t)(S * E));
+        is = (int8_t *)arena_alloc((uint32_t)(S * E));
     }
     for (h = 0; h < H; h++) {
         if (c->fwsa) { /* I* = RQ_i(X . W_f,h^T + b_f,h), per-row weight scales */
@@ -256,7 +243,7 @@ static void run_block(int32_t ci, const int32_t *a)
     if (c.fwsa) {
         wf = rnd8((uint32_t)(c.H * c.E * c.E), -127, 127);
         bf = rnd32((uint32_t)(c.H * c.E), 4096);
-        mi = (int32_t *)alloc((uint32_t)(4 * c.H * c.E));
+        mi = (int32_t *)arena_alloc((uint32_t)(4 * c.H * c.E));
         for (i = 0; i < c.H * c.E; i++) /* per-row weight scales, +-25% */
             mi[i] = c.mi + (int32_t)(rnd() % (uint32_t)(c.mi / 2 + 1)) - c.mi / 4;
     } else {
@@ -280,8 +267,8 @@ static void run_block(int32_t ci, const int32_t *a)
     rq_i = mk_rq(mi, c.si, 1);
     rq_i.mul_sb = c.E;
     rq_i.mul_sc = 1;
-    y = (int8_t *)alloc((uint32_t)(c.S * c.E));
-    yr = (int8_t *)alloc((uint32_t)(c.S * c.E));
+    y = (int8_t *)arena_alloc((uint32_t)(c.S * c.E));
+    yr = (int8_t *)arena_alloc((uint32_t)(c.S * c.E));
     m.S = c.S;
     m.E = c.E;
     m.H = c.H;
@@ -319,10 +306,10 @@ static void run_block(int32_t ci, const int32_t *a)
     m.rq_o = &rq_o;
     m.y = y;
     m.y_rs = c.E;
-    m.acc = (int32_t *)alloc((uint32_t)(4 * c.S * c.E));
+    m.acc = (int32_t *)arena_alloc((uint32_t)(4 * c.S * c.E));
     m.acc_rs = c.E;
     m.chunk = c.chunk;
-    m.scratch = alloc((uint32_t)kl_mhsa_block_scratch(&m, 1));
+    m.scratch = arena_alloc((uint32_t)kl_mhsa_block_scratch(&m, 1));
     m.barrier = 0;
     m.barrier_ctx = 0;
     prof_start();
@@ -345,12 +332,12 @@ static void run_chunk(int32_t ci, const int32_t *a)
     kl_rq_t rq_s = mk_rq(&ms, ss, 1), rq_v = mk_rq(&mv, sv, 1);
     int8_t *q = rnd8((uint32_t)(rows * P), -128, 127), *k = rnd8((uint32_t)(S * P), -128, 127);
     int8_t *vt = rnd8((uint32_t)(P * S), -128, 127), *wo = rnd8((uint32_t)(E * H * P), -128, 127);
-    int32_t *acc = (int32_t *)alloc((uint32_t)(4 * rows * E));
-    int32_t *accr = (int32_t *)alloc((uint32_t)(4 * rows * E));
-    int8_t *srow = (int8_t *)alloc((uint32_t)S);
-    uint8_t *prow = (uint8_t *)alloc((uint32_t)S);
-    int32_t *tmp = (int32_t *)alloc((uint32_t)(4 * S));
-    int8_t *orow = (int8_t *)alloc((uint32_t)P);
+    int32_t *acc = (int32_t *)arena_alloc((uint32_t)(4 * rows * E));
+    int32_t *accr = (int32_t *)arena_alloc((uint32_t)(4 * rows * E));
+    int8_t *srow = (int8_t *)arena_alloc((uint32_t)S);
+    uint8_t *prow = (uint8_t *)arena_alloc((uint32_t)S);
+    int32_t *tmp = (int32_t *)arena_alloc((uint32_t)(4 * S));
+    int8_t *orow = (int8_t *)arena_alloc((uint32_t)P);
     kl_attn_t t;
     int32_t i, j, p, e;
     t.S = S;
@@ -374,7 +361,7 @@ static void run_chunk(int32_t ci, const int32_t *a)
     t.sm.log2 = a[12];
     t.sm.group_width = 0;
     t.sm.n_levels = 256;
-    t.sm.lut = (int32_t *)alloc(4 * KL_SM_LUT_WORDS);
+    t.sm.lut = (int32_t *)arena_alloc(4 * KL_SM_LUT_WORDS);
     kl_softmax_lut(&t.sm, (int32_t *)t.sm.lut); /* a model constant: prepared once */
     t.v = vt;
     t.v_rs = S;
@@ -391,7 +378,7 @@ static void run_chunk(int32_t ci, const int32_t *a)
     t.acc_rs = E;
     t.acc_mode = KL_ACC_STORE;
     {
-        void *scr = alloc((uint32_t)kl_mhsa_chunk_scratch(&t));
+        void *scr = arena_alloc((uint32_t)kl_mhsa_chunk_scratch(&t));
         prof_start();
         kl_mhsa_chunk(&t, rows, scr, 0, 1);
         prof_stop();
@@ -429,7 +416,7 @@ static void run_case(int32_t ci, const int32_t *a)
     const int kind = a[0];
     const int32_t *p = a + 1;
     int ok = 1;
-    top = 0;
+    arena_reset();
     rs = 2463534242u; /* the same data whatever the case list */
     switch (kind) {
     case B_LINEAR:
@@ -444,8 +431,8 @@ static void run_case(int32_t ci, const int32_t *a)
         int8_t *A = rnd8((uint32_t)(M * K), a_u8 ? -128 : -128, 127);
         int8_t *B = rnd8((uint32_t)(N * K), -128, 127); /* W [N][K], B [N][K], V [K][N], V^T [N][K] */
         int32_t *bias = kind == B_LINEAR ? rnd32((uint32_t)N, 1 << 12) : 0;
-        int8_t *y = (int8_t *)alloc((uint32_t)(M * N)), *yr = (int8_t *)alloc((uint32_t)(M * N));
-        void *scr = alloc((uint32_t)KL_MM_SCRATCH_PER_CORE(K) + 8u);
+        int8_t *y = (int8_t *)arena_alloc((uint32_t)(M * N)), *yr = (int8_t *)arena_alloc((uint32_t)(M * N));
+        void *scr = arena_alloc((uint32_t)KL_MM_SCRATCH_PER_CORE(K) + 8u);
         int32_t i, j, k;
         prof_start();
         if (kind == B_LINEAR)
@@ -481,9 +468,9 @@ static void run_case(int32_t ci, const int32_t *a)
     case B_ITAMAX: {
         const int32_t rows = p[0], L = p[1];
         int8_t *x = rnd8((uint32_t)(rows * L), -128, 127);
-        uint8_t *y = (uint8_t *)alloc((uint32_t)(rows * L)), *yr = (uint8_t *)alloc((uint32_t)(rows * L));
-        int32_t *scr = (int32_t *)alloc((uint32_t)(4 * (L > 256 ? L : 256)));
-        int32_t *tmp = (int32_t *)alloc((uint32_t)(4 * L));
+        uint8_t *y = (uint8_t *)arena_alloc((uint32_t)(rows * L)), *yr = (uint8_t *)arena_alloc((uint32_t)(rows * L));
+        int32_t *scr = (int32_t *)arena_alloc((uint32_t)(4 * (L > 256 ? L : 256)));
+        int32_t *tmp = (int32_t *)arena_alloc((uint32_t)(4 * L));
         kl_softmax_t sm;
         int32_t r;
         sm.kind = kind == B_ITAMAX ? KL_SM_ITAMAX : KL_SM_ISOFTMAX;

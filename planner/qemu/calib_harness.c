@@ -41,22 +41,8 @@ enum {
 #ifndef CAL_ARENA
 #define CAL_ARENA (1u << 20)
 #endif
-static uint8_t arena[CAL_ARENA] __attribute__((aligned(8)));
-static uint32_t top;
-
-static void *alloc(uint32_t n)
-{
-    void *p;
-    n = (n + 7u) & ~7u;
-    if (top + n > CAL_ARENA) {
-        out_s("E arena full\n");
-        out_flush();
-        kl_plat_exit(3);
-    }
-    p = arena + top;
-    top += n;
-    return p;
-}
+#define KL_ARENA_BYTES CAL_ARENA
+#include "arena.h"
 
 static uint32_t rs;
 static uint32_t rnd(void)
@@ -80,7 +66,7 @@ static int32_t rnd_val(int32_t lo, int32_t hi)
 }
 static void *rnd8(uint32_t n)
 {
-    uint8_t *p = (uint8_t *)alloc(n);
+    uint8_t *p = (uint8_t *)arena_alloc(n);
     uint32_t i;
     for (i = 0; i < n; i++)
         p[i] = d_mag ? (uint8_t)(d_signed ? rnd_val(-128, 127) : rnd_val(0, 255)) : (uint8_t)rnd();
@@ -88,7 +74,7 @@ static void *rnd8(uint32_t n)
 }
 static int32_t *rnd32(uint32_t n, int32_t mag)
 {
-    int32_t *p = (int32_t *)alloc(4 * n);
+    int32_t *p = (int32_t *)arena_alloc(4 * n);
     uint32_t i;
     for (i = 0; i < n; i++)
         p[i] = (int32_t)(rnd() % (uint32_t)(2 * mag + 1)) - mag;
@@ -97,7 +83,7 @@ static int32_t *rnd32(uint32_t n, int32_t mag)
 
 static int16_t *rnd16(uint32_t n, int32_t mag)
 {
-    int16_t *p = (int16_t *)alloc(2 * n);
+    int16_t *p = (int16_t *)arena_alloc(2 * n);
     uint32_t i;
     for (i = 0; i < n; i++)
         p[i] = d_mag ? (int16_t)rnd_val(-32768, 32767)
@@ -109,7 +95,7 @@ static int16_t *rnd16(uint32_t n, int32_t mag)
 static kl_rq_t mk_rq(int32_t mul, int32_t sh, int is_signed)
 {
     kl_rq_t r;
-    int32_t *m = (int32_t *)alloc(8);
+    int32_t *m = (int32_t *)arena_alloc(8);
     m[0] = mul;
     m[1] = 0;
     r.mul = m;
@@ -126,7 +112,7 @@ static void *mm_scratch(int32_t K, int n_cores)
 {
     uint32_t n = (uint32_t)KL_MM_SCRATCH_PER_CORE(K) * (uint32_t)n_cores;
     (void)K;
-    return n ? alloc(n) : 0; /* NULL: the portable path (no DSP scratch on this target) */
+    return n ? arena_alloc(n) : 0; /* NULL: the portable path (no DSP scratch on this target) */
 }
 
 /* per-feature (mode 1: along N) or per-row (mode 2: along S) multipliers around mul */
@@ -136,7 +122,7 @@ static void rq_vary(kl_rq_t *r, int32_t mode, int32_t S, int32_t N, int trans)
     int32_t *m, i;
     if (mode == 0)
         return;
-    m = (int32_t *)alloc((uint32_t)(4 * n));
+    m = (int32_t *)arena_alloc((uint32_t)(4 * n));
     for (i = 0; i < n; i++)
         m[i] = r->mul[0] + (int32_t)(rnd() % 64u) - 32;
     r->mul = m;
@@ -155,8 +141,8 @@ static void linear(const int32_t *p, int core, int nc)
     const void *x = rnd8((uint32_t)(S * K));
     const int8_t *w = (const int8_t *)rnd8((uint32_t)(N * K));
     const int32_t *bias = has_bias ? rnd32((uint32_t)N, 1 << 12) : 0;
-    void *y = alloc((uint32_t)(S * N * (out_i32 ? 4 : 1)));
-    int32_t *acc = kt ? (int32_t *)alloc((uint32_t)(4 * S * N)) : 0;
+    void *y = arena_alloc((uint32_t)(S * N * (out_i32 ? 4 : 1)));
+    int32_t *acc = kt ? (int32_t *)arena_alloc((uint32_t)(4 * S * N)) : 0;
     void *scr = mm_scratch(kt ? kt : K, nc);
     int32_t k0;
     prof_start();
@@ -202,7 +188,7 @@ static void matmul(const int32_t *p, int core, int nc)
     kl_rq_t rq = mk_rq(p[7], p[8], 1);
     const void *a = rnd8((uint32_t)(B * M * K));
     const void *b = rnd8((uint32_t)(B * N * K));
-    void *y = alloc((uint32_t)(B * M * N * (wide ? 2 : 1)));
+    void *y = arena_alloc((uint32_t)(B * M * N * (wide ? 2 : 1)));
     if (wide)
         rq.n_levels = 65536;
     void *scr = mm_scratch(K, nc);
@@ -218,7 +204,7 @@ static void matmul_i32(const int32_t *p, int core, int nc)
     kl_rq_t rq = mk_rq(p[5], p[6], 1);
     const int32_t *a = rnd32((uint32_t)(B * M * K), 1 << 10);
     const int32_t *b = rnd32((uint32_t)(B * N * K), 1 << 10);
-    void *y = alloc((uint32_t)(B * M * N));
+    void *y = arena_alloc((uint32_t)(B * M * N));
     prof_start();
     kl_bmatmul_i32(a, M * K, K, b, bt, N * K, bt ? K : N, y, M * N, N, B, M, N, K, &rq, core, nc);
     prof_stop();
@@ -229,7 +215,7 @@ static void layernorm(const int32_t *p, int core, int nc)
     const int32_t rows = p[0], L = p[1];
     const int8_t *x = (const int8_t *)rnd8((uint32_t)(rows * L));
     const int32_t *w = rnd32((uint32_t)L, 1 << 12), *b = rnd32((uint32_t)L, 1 << 10);
-    int8_t *y = (int8_t *)alloc((uint32_t)(rows * L));
+    int8_t *y = (int8_t *)arena_alloc((uint32_t)(rows * L));
     prof_start();
     kl_ilayernorm(x, L, y, L, rows, L, w, b, p[2], p[3], core, nc);
     prof_stop();
@@ -240,7 +226,7 @@ static void gelu(const int32_t *p, int core, int nc)
     const int32_t rows = p[0], cols = p[1];
     kl_rq_t rq = mk_rq(p[5], p[6], 1);
     const int8_t *x = (const int8_t *)rnd8((uint32_t)(rows * cols));
-    void *y = alloc((uint32_t)(rows * cols * 4));
+    void *y = arena_alloc((uint32_t)(rows * cols * 4));
     prof_start();
     if (p[4])
         kl_igelu_rq(x, cols, y, cols, rows, cols, p[2], p[3], &rq, core, nc);
@@ -254,7 +240,7 @@ static void add(const int32_t *p, int core, int nc)
     const int32_t rows = p[0], cols = p[1];
     kl_rq_t ra = mk_rq(p[4], p[5], 1), rb = mk_rq(p[6], p[7], 1), ro = mk_rq(p[8], p[9], 1);
     const void *a = rnd8((uint32_t)(rows * cols)), *b = rnd8((uint32_t)(rows * cols));
-    void *y = alloc((uint32_t)(rows * cols));
+    void *y = arena_alloc((uint32_t)(rows * cols));
     prof_start();
     kl_add_rq(a, p[2], cols, &ra, b, p[3], cols, &rb, y, cols, rows, cols, &ro, core, nc);
     prof_stop();
@@ -265,7 +251,7 @@ static void requant(const int32_t *p, int core, int nc)
     const int32_t rows = p[0], cols = p[1];
     kl_rq_t rq = mk_rq(p[2], p[3], 1);
     const int32_t *x = rnd32((uint32_t)(rows * cols), 1 << 16);
-    void *y = alloc((uint32_t)(rows * cols));
+    void *y = arena_alloc((uint32_t)(rows * cols));
     prof_start();
     kl_requant(x, cols, y, cols, rows, cols, &rq, core, nc);
     prof_stop();
@@ -296,7 +282,7 @@ static kl_softmax_t mk_sm(const int32_t *p)
     sm.n_levels = p[6];
     sm.lut = 0;
     if (sm.kind == KL_SM_ISOFTMAX || sm.kind == KL_SM_ITAMAX) {
-        int32_t *t = (int32_t *)alloc(4 * KL_SM_LUT_WORDS);
+        int32_t *t = (int32_t *)arena_alloc(4 * KL_SM_LUT_WORDS);
         kl_softmax_lut(&sm, t); /* a model constant in the generated code */
         sm.lut = t;
     }
@@ -307,9 +293,9 @@ static void softmax(int kind, const int32_t *p, int core, int nc)
 {
     const int32_t rows = p[0], L = p[1];
     const int8_t *x = (const int8_t *)rnd8((uint32_t)(rows * L));
-    uint8_t *y = (uint8_t *)alloc((uint32_t)(rows * L));
+    uint8_t *y = (uint8_t *)arena_alloc((uint32_t)(rows * L));
     if (kind == C_ISOFTMAX) {
-        int32_t *scr = (int32_t *)alloc((uint32_t)(4 * L * nc));
+        int32_t *scr = (int32_t *)arena_alloc((uint32_t)(4 * L * nc));
         prof_start();
         kl_isoftmax(x, L, y, L, rows, L, p[2], p[3], p[4], p[5], p[6], scr, core, nc);
         prof_stop();
@@ -372,7 +358,7 @@ static void chunk(const int32_t *p, int core, int nc)
     a.acc = rnd32((uint32_t)(rows * E), 1 << 12);
     a.acc_rs = E;
     a.acc_mode = KL_ACC_ADD; /* every head but the first adds */
-    scr = alloc((uint32_t)(kl_mhsa_chunk_scratch(&a) * (size_t)nc));
+    scr = arena_alloc((uint32_t)(kl_mhsa_chunk_scratch(&a) * (size_t)nc));
     prof_start();
     kl_mhsa_chunk(&a, rows, scr, core, nc);
     prof_stop();
@@ -384,7 +370,7 @@ static void ln_qdq(const int32_t *p, int core, int nc)
     const void *x = xt == KL_DT_S16 ? (const void *)rnd16((uint32_t)(rows * L), 1 << 11)
                                    : rnd8((uint32_t)(rows * L));
     const int32_t *w = rnd32((uint32_t)L, 1 << 12), *b = rnd32((uint32_t)L, 1 << 16);
-    int8_t *y = (int8_t *)alloc((uint32_t)(rows * L));
+    int8_t *y = (int8_t *)arena_alloc((uint32_t)(rows * L));
     prof_start();
     kl_layernorm_qdq(x, xt, L, y, L, rows, L, w, b, p[3], p[4], p[5], p[6], core, nc);
     prof_stop();
@@ -395,7 +381,7 @@ static void lut(const int32_t *p, int core, int nc)
     const int32_t rows = p[0], cols = p[1];
     const uint8_t *t = (const uint8_t *)rnd8(256);
     const void *x = rnd8((uint32_t)(rows * cols));
-    void *y = alloc((uint32_t)(rows * cols));
+    void *y = arena_alloc((uint32_t)(rows * cols));
     prof_start();
     kl_lut8(x, p[2], cols, t, y, cols, rows, cols, core, nc);
     prof_stop();
@@ -411,7 +397,7 @@ static void add_x(const int32_t *p, int core, int nc)
     const int32_t rows = p[0], cols = p[1], at = p[2], bt = p[3], yt = p[4];
     kl_rq_t ra = mk_rq(p[5], p[6], 1), rb = mk_rq(p[7], p[8], 1), ro = mk_rq(p[9], p[10], 1);
     const void *a = rnd_typed(at, (uint32_t)(rows * cols)), *b = rnd_typed(bt, (uint32_t)(rows * cols));
-    void *y = alloc((uint32_t)(rows * cols * 2));
+    void *y = arena_alloc((uint32_t)(rows * cols * 2));
     ra.n_levels = rb.n_levels = 1 << 30;
     if (yt == KL_DT_S16)
         ro.n_levels = 65536;
@@ -425,8 +411,8 @@ static void isoftmax16(const int32_t *p, int core, int nc)
 {
     const int32_t rows = p[0], L = p[1];
     const int16_t *x = rnd16((uint32_t)(rows * L), 1 << 11);
-    uint8_t *y = (uint8_t *)alloc((uint32_t)(rows * L));
-    int32_t *scr = (int32_t *)alloc((uint32_t)(4 * L * nc));
+    uint8_t *y = (uint8_t *)arena_alloc((uint32_t)(rows * L));
+    int32_t *scr = (int32_t *)arena_alloc((uint32_t)(4 * L * nc));
     prof_start();
     kl_isoftmax_s16(x, L, y, L, rows, L, p[2], p[3], p[4], p[5], p[6], scr, core, nc);
     prof_stop();
@@ -439,7 +425,7 @@ static void run_case(const int32_t *row)
     d_center = row[3];
     d_mag = row[4];
     d_signed = row[5];
-    top = 0;
+    arena_reset();
     rs = 2463534242u; /* the same data whatever the case list */
     switch (kind) {
     case C_LINEAR:
