@@ -309,6 +309,7 @@ static void run_block(int32_t ci, const int32_t *a)
     m.acc = (int32_t *)arena_alloc((uint32_t)(4 * c.S * c.E));
     m.acc_rs = c.E;
     m.chunk = c.chunk;
+    m.zq = m.zk = m.zv = 0;
     m.scratch = arena_alloc((uint32_t)kl_mhsa_block_scratch(&m, 1));
     m.barrier = 0;
     m.barrier_ctx = 0;
@@ -377,6 +378,8 @@ static void run_chunk(int32_t ci, const int32_t *a)
     t.acc = acc;
     t.acc_rs = E;
     t.acc_mode = KL_ACC_STORE;
+    t.k_corr = NULL;
+    t.zk = t.zv = 0;
     {
         void *scr = arena_alloc((uint32_t)kl_mhsa_chunk_scratch(&t));
         prof_start();

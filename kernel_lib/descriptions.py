@@ -355,6 +355,18 @@ _add(KernelDesc(
            "matmul_nt instead."),
 ))
 
+def _bmm_operands(dtype: str) -> tuple[Operand, ...]:
+    """A, B, Y of the batched matmuls (kl_bmatmul, kl_bmatmul_zp, kl_bmatmul_i32)."""
+    return (
+        Operand("a", "in", dtype, ("batch", "M", "K"), "batch stride a_bs, row stride a_rs",
+                ("a_bs", "a_rs"), "K"),
+        Operand("b", "in", dtype, ("batch", "K", "N"),
+                "[batch][K][N] (b_trans=0) or [batch][N][K] (b_trans=1)", ("b_bs", "b_rs")),
+        Operand("y", "out", "8bit", ("batch", "M", "N"), "batch stride y_bs, row stride y_rs",
+                ("y_bs", "y_rs"), "N"),
+    )
+
+
 _add(KernelDesc(
     name="bmatmul",
     c_functions={"default": "kl_bmatmul"},
@@ -367,12 +379,7 @@ _add(KernelDesc(
     split_doc="the batch*M output rows when batch*M >= n_cores, else columns N of every batch",
     split=lambda d, n: "batch*M" if d["batch"] * d["M"] >= n else "N",
     operands=(
-        Operand("a", "in", "int8|uint8", ("batch", "M", "K"), "batch stride a_bs, row stride a_rs",
-                ("a_bs", "a_rs"), "K"),
-        Operand("b", "in", "int8|uint8", ("batch", "K", "N"),
-                "[batch][K][N] (b_trans=0) or [batch][N][K] (b_trans=1)", ("b_bs", "b_rs")),
-        Operand("y", "out", "8bit", ("batch", "M", "N"), "batch stride y_bs, row stride y_rs",
-                ("y_bs", "y_rs"), "N"),
+        *_bmm_operands("int8|uint8"),
         Operand("scratch", "scratch", "int8", ("n_cores * 2 * DSP_RMAX * K",), "as linear",
                 align=DSP_SCRATCH_ALIGN),
     ),
@@ -386,6 +393,72 @@ _add(KernelDesc(
     notes=_MM_CORR + " (per batch: row_corr + b*M, col_corr + b*N).",
 ))
 
+def zp_scratch_per_core(k: int, isa: str) -> int:
+    """KL_ZP_SCRATCH(K) of kernel_lib.h: the matmul scratch and the K-byte zero-point vector."""
+    return _a8(mm_scratch_per_core(k, isa)) + _a8(k)
+
+
+def bmatmul_zp_scratch_per_core(d: Dims, isa: str) -> int:
+    """KL_BMATMUL_ZP_SCRATCH(M, N, K): zero-point scratch, row and column corrections."""
+    return zp_scratch_per_core(d["K"], isa) + _a8(4 * d["M"]) + _a8(4 * d["N"])
+
+
+_add(KernelDesc(
+    name="zp_sums",
+    c_functions={"default": "kl_zp_sums", "block": "kl_zp_sums_block"},
+    prototype=("void kl_zp_sums(const void *x, int x_signed, int32_t rs, int32_t cs, int32_t n, "
+               "int32_t K, int32_t z, int32_t cst, int32_t *out, void *scratch, int core_id, "
+               "int n_cores);"),
+    dims=("n", "K"),
+    split_doc="the n sums",
+    split=lambda d, n: "n",
+    operands=(
+        Operand("x", "in", "int8|uint8", ("n", "K"), "element (i, k) at x[i*rs + k*cs]",
+                ("rs",), "K"),
+        Operand("out", "out", "int32", ("n",), "out[i] = cst + z * sum_k x[i][k]"),
+        Operand("scratch", "scratch", "int8", ("n_cores * KL_ZP_SCRATCH(K)",),
+                "per core: the matmul scratch and K bytes of z", align=DSP_SCRATCH_ALIGN),
+    ),
+    scratch=lambda d, n, isa: n * zp_scratch_per_core(d["K"], isa),
+    scratch_doc="n_cores * (A8(mm(K)) + A8(K)), mm = 12*K on arm-dsp and 0 otherwise",
+    rules=(_pos("n", "K"), Rule("z in [-128, 255]", lambda d: -128 <= d.get("z", 0) <= 255)),
+    cost_unit="element",
+    cost=lambda d: d["n"] * d["K"],
+    golden="cst + z * x.sum(-1)",
+    notes=("The zero-point corrections of activations that keep their zero points (QDQ graphs): "
+           "one kl_gemm_block call of 1 x n outputs, K long, against K copies of z (contiguous "
+           "rows: the z vector is the P operand; gathered rows: the rows are)."),
+))
+
+_add(KernelDesc(
+    name="bmatmul_zp",
+    c_functions={"default": "kl_bmatmul_zp"},
+    prototype=("void kl_bmatmul_zp(const void *a, int a_signed, int32_t a_bs, int32_t a_rs, "
+               "const void *b, int b_signed, int b_trans, int32_t b_bs, int32_t b_rs, void *y, "
+               "int32_t y_bs, int32_t y_rs, int32_t batch, int32_t M, int32_t N, int32_t K, "
+               "int32_t za, int32_t zb, const kl_rq_t *rq, void *scratch, int core_id, "
+               "int n_cores);"),
+    dims=("batch", "M", "N", "K"),
+    split_doc="as bmatmul; each core forms the corrections of its own outputs",
+    split=lambda d, n: "batch*M" if d["batch"] * d["M"] >= n else "N",
+    operands=(
+        *_bmm_operands("int8|uint8"),
+        Operand("scratch", "scratch", "int8", ("n_cores * KL_BMATMUL_ZP_SCRATCH(M, N, K)",),
+                "per core: zero-point scratch, M row and N column corrections",
+                align=DSP_SCRATCH_ALIGN),
+    ),
+    scratch=lambda d, n, isa: n * bmatmul_zp_scratch_per_core(d, isa),
+    scratch_doc="n_cores * (A8(mm(K)) + A8(K) + A8(4M) + A8(4N))",
+    rules=(_pos("batch", "M", "N", "K"), Rule("K * 255 * 255 < 2^31", lambda d: d["K"] < 33000),
+           *_RQ_RULES),
+    cost_unit="MAC",
+    cost=lambda d: d["batch"] * d["M"] * d["N"] * d["K"],
+    golden="np.matmul(A - za, B - zb) (batched), requant_shift",
+    notes=("kl_bmatmul with the corrections -zb*rowsum(A) + K*za*zb and -za*colsum(B) formed per "
+           "core for its own outputs by kl_zp_sums_block (QDQ MatMuls whose operands keep their "
+           "zero points)."),
+))
+
 _add(KernelDesc(
     name="bmatmul_i32",
     c_functions={"default": "kl_bmatmul_i32"},
@@ -396,14 +469,7 @@ _add(KernelDesc(
     dims=("batch", "M", "N", "K"),
     split_doc="the batch*M output rows when batch*M >= n_cores, else columns N of every batch",
     split=lambda d, n: "batch*M" if d["batch"] * d["M"] >= n else "N",
-    operands=(
-        Operand("a", "in", "int32", ("batch", "M", "K"), "batch stride a_bs, row stride a_rs",
-                ("a_bs", "a_rs"), "K"),
-        Operand("b", "in", "int32", ("batch", "K", "N"),
-                "[batch][K][N] (b_trans=0) or [batch][N][K] (b_trans=1)", ("b_bs", "b_rs")),
-        Operand("y", "out", "8bit", ("batch", "M", "N"), "batch stride y_bs, row stride y_rs",
-                ("y_bs", "y_rs"), "N"),
-    ),
+    operands=_bmm_operands("int32"),
     scratch=lambda d, n, isa: 0,
     scratch_doc="none",
     rules=(_pos("batch", "M", "N", "K"), *_RQ_RULES),
@@ -759,37 +825,41 @@ def _sm_needs_lut(d: Dims) -> bool:
 
 
 def _mhsa_core_bytes(S: int, D: int, P: int, kmax: int, lut: bool, rterm: bool, obuf: bool,
-                     qbuf: bool, isa: str, wide: bool = False) -> int:
+                     qbuf: bool, isa: str, wide: bool = False, zp: bool = False) -> int:
     """Per-core scratch of the chunk kernel / block driver (layout of kl_mhsa.c: matmul
     scratch | softmax table | row term | G score rows (int16 when wide) | G O_h rows | G query
-    rows)."""
+    rows | zero-point vector and G query-row and G probability-row corrections)."""
     n = _a8(mm_scratch_per_core(kmax, isa))
     n += SM_LUT_BYTES if lut else 0
     n += _a8(4 * MHSA_G) if rterm else 0
     n += _a8(MHSA_G * S * (2 if wide else 1))
     n += _a8(MHSA_G * P) if obuf else 0
     n += _a8(MHSA_G * D) if qbuf else 0
+    n += _a8(kmax) + 2 * _a8(4 * MHSA_G) if zp else 0
     return n
 
 
 def mhsa_chunk_scratch_per_core(d: Dims, isa: str) -> int:
     """kl_mhsa_chunk_scratch: dims S, D, P; flags fwsa, row_term, softmax (KL_SM_*),
-    lut_given, fused_out (output projection accumulated)."""
+    lut_given, fused_out (output projection accumulated), zp_k / zp_v (Q/K or V zero points)."""
     fwsa = bool(d.get("fwsa", 0))
     return _mhsa_core_bytes(d["S"], d["D"], d["P"], max(d["D"], d["S"], d["P"], 1),
                             _sm_needs_lut(d), fwsa and bool(d.get("row_term", 0)),
-                            bool(d.get("fused_out", 1)), fwsa, isa, bool(d.get("wide_scores", 0)))
+                            bool(d.get("fused_out", 1)), fwsa, isa, bool(d.get("wide_scores", 0)),
+                            bool(d.get("zp_k", 0) or d.get("zp_v", 0)))
 
 
 def mhsa_block_scratch(d: Dims, n_cores: int, isa: str) -> int:
     """kl_mhsa_block_scratch: dims S, E, P; flags fwsa, row_term, softmax, lut_given,
-    shared_kv (1: a barrier is given, or n_cores == 1: one K_h/V_h^T copy for all cores)."""
+    shared_kv (1: a barrier is given, or n_cores == 1: one K_h/V_h^T copy for all cores),
+    zp_k / zp_v (zero points of Q/K, of V)."""
     fwsa = bool(d.get("fwsa", 0))
     S, E, P = d["S"], d["E"], d["P"]
+    zp_k = not fwsa and bool(d.get("zp_k", 0))
     core = _mhsa_core_bytes(S, E if fwsa else P, P, max(E, S, P, 1), _sm_needs_lut(d),
                             fwsa and bool(d.get("row_term", 0)), True, True, isa,
-                            bool(d.get("wide_scores", 0)))
-    kv = _a8(P * S) + (0 if fwsa else _a8(S * P))
+                            bool(d.get("wide_scores", 0)), zp_k or bool(d.get("zp_v", 0)))
+    kv = _a8(P * S) + (0 if fwsa else _a8(S * P)) + (4 * S if zp_k else 0)
     copies = 1 if (d.get("shared_kv", 1) or n_cores <= 1) else n_cores
     return copies * kv + n_cores * core
 
@@ -899,8 +969,9 @@ _add(KernelDesc(
     scratch=lambda d, n, isa: n * mhsa_chunk_scratch_per_core(d, isa),
     scratch_doc=("n_cores * per_core, per_core = A8(mm(max(D,S,P))) + 1024*lut + A8(24)*rowterm "
                  "+ A8(6*S) + A8(6*P)*fused_out + A8(6*D)*fwsa, A8 = round up to 8, mm = 12*K on "
-                 "arm-dsp and 0 otherwise (mhsa_chunk_scratch_per_core); flags as dict keys "
-                 "fwsa, row_term, softmax, lut_given, fused_out"),
+                 "arm-dsp and 0 otherwise, + A8(max(D,S,P)) + 2*A8(24) with zero points "
+                 "(mhsa_chunk_scratch_per_core); flags as dict keys fwsa, row_term, softmax, "
+                 "lut_given, fused_out, zp_k, zp_v"),
     rules=(_pos("rows", "S", "D", "P"),
            Rule("int32 score accumulators: D * 255 * 255 + |row term| < 2^31",
                 lambda d: d["D"] * 255 * 255 < 2**31 - 2**24),
@@ -1004,6 +1075,7 @@ COST_KEYS: dict[str, str] = {
     "softmax_rows": "softmax_lut", "ilayernorm": "layernorm", "igelu": "gelu", "add_rq": "add",
     "layernorm_qdq": "layernorm_qdq", "isoftmax_s16": "softmax_s16", "add_rq_x": "add_x",
     "lut8": "lut", "mhsa_chunk": "mhsa_chunk", "mhsa_block": "mhsa_chunk",
+    "zp_sums": "gemm", "bmatmul_zp": "matmul",
 }
 
 
@@ -1027,9 +1099,13 @@ def softmax_lut_bytes(d: Dims) -> int:
 def mhsa_kv_bytes(d: Dims) -> dict[str, int]:
     """Per head, the resident K/V operands of kl_mhsa_chunk as kl_mhsa_block lays them out in its
     scratch (one copy): {"k_h": A8(S*P) K_h [S][P] (standard form; 0 for FWSA, the keys are X),
-    "v_h": A8(P*S) V_h^T [P][S] (v_trans = 1)}. Their sum is the `kv` term of mhsa_block_scratch."""
+    followed by its zero-point correction k_corr [S] int32 when Q/K keep zero points (flag zp_k),
+    "v_h": A8(P*S) V_h^T [P][S] (v_trans = 1)}. Without zero points their sum is the `kv` term of
+    mhsa_block_scratch."""
     S, P = d["S"], d["P"]
-    return {"k_h": 0 if d.get("fwsa", 0) else _a8(S * P), "v_h": _a8(P * S)}
+    if d.get("fwsa", 0):
+        return {"k_h": 0, "v_h": _a8(P * S)}
+    return {"k_h": _a8(S * P) + (4 * S if d.get("zp_k", 0) else 0), "v_h": _a8(P * S)}
 
 
 # ------------------------------------------------------------------------------------------
@@ -1292,16 +1368,20 @@ def _matmul2_cost(nn: bool):
     return cost
 
 
+def _bmm_split(d: Dims, n: int) -> tuple[Factor, Factor, Factor]:
+    """The busiest core's share of the batch, M and N of a kl_bmatmul split."""
+    if d["M"] >= n:
+        return _ident, share(n), _ident
+    if d["batch"] * d["M"] >= n:
+        return share(max(1, n // max(d["M"], 1))), _ident, _ident
+    return _ident, _ident, share(n)
+
+
 def _bmatmul_cost(d: Dims, isa: str, n: int) -> tuple[CostTerm, ...]:
     """kl_bmatmul: per batch one kl_gemm_block (b_trans: P = the rows of A, else the gathered
     columns of B) and the batch loop's own work. The split over batch*M rows is taken as a split
     of M (when M >= n_cores) or of the batch (exact on one core)."""
-    if d["M"] >= n:
-        fb, fm, fn = _ident, share(n), _ident
-    elif d["batch"] * d["M"] >= n:
-        fb, fm, fn = share(max(1, n // max(d["M"], 1))), _ident, _ident
-    else:
-        fb, fm, fn = _ident, _ident, share(n)
+    fb, fm, fn = _bmm_split(d, n)
     w = "rq16" if d.get("rq16", 0) else "rq8"  # int16 outputs (QDQ scores)
     if d.get("b_trans", 1):
         g = gemm_terms(isa, ("M", fm), ("N", fn), ("K", _ident), epi=w)
@@ -1309,6 +1389,48 @@ def _bmatmul_cost(d: Dims, isa: str, n: int) -> tuple[CostTerm, ...]:
         g = gemm_terms(isa, ("N", fn), ("M", fm), ("K", _ident), strided=True, epi=w)
     batched = tuple(dataclasses.replace(t, factors=(("batch", fb),) + t.factors) for t in g)
     return batched + (CostTerm("matmul", "batch", (("batch", fb),)),)
+
+
+def _zp_sums_cost(d: Dims, isa: str, n: int) -> tuple[CostTerm, ...]:
+    """kl_zp_sums: one gemm call per core of 1 x (its n) sums, K long; gathered rows (cs != 1,
+    flag gathered) are the P operand through a stride."""
+    if d.get("gathered", 0):
+        return _single(gemm_terms(isa, ("n", share(n)), ("one", _one), ("K", _ident), strided=True,
+                                  epi="i32"))
+    return _single(gemm_terms(isa, ("one", _one), ("n", share(n)), ("K", _ident), epi="i32"))
+
+
+def _one(_t: int) -> int:
+    return 1
+
+
+def _single(terms: tuple[CostTerm, ...]) -> tuple[CostTerm, ...]:
+    """gemm terms of a block of one row: the "one" placeholder dim's factors taken at 1 (its
+    count folded into the constant, terms that vanish at one row dropped)."""
+    out = []
+    for t in terms:
+        c = t.const
+        for d, f in t.factors:
+            c *= f(1) if d == "one" else 1
+        if c:
+            out.append(dataclasses.replace(t, const=c, factors=tuple((d, f) for d, f in t.factors
+                                                                     if d != "one")))
+    return tuple(out)
+
+
+def _bmatmul_zp_cost(d: Dims, isa: str, n: int) -> tuple[CostTerm, ...]:
+    """kl_bmatmul_zp: kl_bmatmul on each core's block, plus per batch the corrections of its
+    rows (1 x M sums of K) and columns (1 x N sums of K; gathered through b_rs when B is not
+    transposed). Split as _bmatmul_cost."""
+    fb, fm, fn = _bmm_split(d, n)
+    rows = gemm_terms(isa, ("one", _one), ("M", fm), ("K", _ident), epi="i32")
+    if d.get("b_trans", 1):
+        cols = gemm_terms(isa, ("one", _one), ("N", fn), ("K", _ident), epi="i32")
+    else:
+        cols = gemm_terms(isa, ("N", fn), ("one", _one), ("K", _ident), strided=True, epi="i32")
+    corr = tuple(dataclasses.replace(t, factors=(("batch", fb),) + t.factors)
+                 for t in _single(rows + cols))
+    return _bmatmul_cost(d, isa, n) + corr
 
 
 def _bmatmul_i32_cost(d: Dims, isa: str, n: int) -> tuple[CostTerm, ...]:
@@ -1332,7 +1454,7 @@ def _transpose_cost(d: Dims, isa: str, n: int) -> tuple[CostTerm, ...]:
 
 @functools.lru_cache(maxsize=4096)
 def _chunk_counts(rows: int, S: int, D: int, P: int, E: int, fwsa: int, row_term: int, sm: int,
-                  wide: int, fused: int, rq_i_cols: int, isa: str,
+                  wide: int, fused: int, rq_i_cols: int, zp_k: int, zp_v: int, isa: str,
                   n: int) -> tuple[tuple[tuple[str, str], int], ...]:
     """Feature counts of one kl_mhsa_chunk call on `rows` query rows, the busiest core's share:
     per group of up to KL_MHSA_G rows (kl_mh_group) its gemm calls (FWSA I* rows R x D, K = D;
@@ -1357,7 +1479,9 @@ def _chunk_counts(rows: int, S: int, D: int, P: int, E: int, fwsa: int, row_term
             add(gemm_counts(isa, R, D, D, epi="rq8_q" if rq_i_cols else "rq8"))
             if row_term:
                 add({("mhsa_chunk", "row_term"): R * D})
-        if not wide and isa != "arm-dsp" and D <= 4:
+        if zp_k:  # the query rows' zero-point sums (kl_zp_sums_block: 1 x R, D long)
+            add(gemm_counts(isa, 1, R, D, epi="i32"))
+        if not wide and isa != "arm-dsp" and D <= 4 and not zp_k:
             add({("mhsa_chunk", "small_score"): R * S})
         else:
             add(gemm_counts(isa, R, S, D, epi="rq16" if wide else "rq8"))
@@ -1367,6 +1491,8 @@ def _chunk_counts(rows: int, S: int, D: int, P: int, E: int, fwsa: int, row_term
             add({("softmax_lut", "elem"): R * S, ("softmax_lut", "row"): R})
         elif sm == 3:
             add({("softmax", "elem"): R * S, ("softmax", "row"): R, ("softmax", "call"): 1})
+        if zp_v:  # the probability rows' sums (1 x R, S long)
+            add(gemm_counts(isa, 1, R, S, epi="i32"))
         add(gemm_counts(isa, R, P, S))
         if fused:
             add(gemm_counts(isa, R, E, P, epi="i32"))
@@ -1379,7 +1505,8 @@ def _chunk_cost(d: Dims, isa: str, n: int) -> tuple[CostTerm, ...]:
     are constants of a layer), see _chunk_counts."""
     consts = (d["S"], d["D"], d["P"], d.get("E_out", 0), int(d.get("fwsa", 0)),
               int(d.get("row_term", 0)), int(d.get("softmax", 1)), int(d.get("wide_scores", 0)),
-              int(d.get("fused_out", 1)), int(d.get("rq_i_cols", 0)))
+              int(d.get("fused_out", 1)), int(d.get("rq_i_cols", 0)), int(d.get("zp_k", 0)),
+              int(d.get("zp_v", 0)))
 
     def factor(key: tuple[str, str]) -> Factor:
         return lambda rows: dict(_chunk_counts(rows, *consts, isa, n)).get(key, 0)
@@ -1426,6 +1553,8 @@ COST_MODEL: dict[str, Callable[[Dims, str, int], tuple[CostTerm, ...]]] = {
     "matmul_nt": _matmul2_cost(False),
     "matmul_nn": _matmul2_cost(True),
     "bmatmul": _bmatmul_cost,
+    "bmatmul_zp": _bmatmul_zp_cost,
+    "zp_sums": _zp_sums_cost,
     "bmatmul_i32": _bmatmul_i32_cost,
     "transpose8": _transpose_cost,
     "isoftmax": _rowwise_cost("softmax", "rows", "L", True),

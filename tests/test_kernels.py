@@ -46,7 +46,8 @@ TARGETS = {
 
 OP = dict(LINEAR=1, FINALIZE=2, REQUANT=3, MM_NT=4, MM_NN=5, BMM=6, ISOFTMAX=7, ITAMAX=8,
           ITAPMAX=9, LAYERNORM=10, GELU_I32=11, GELU_RQ=12, ADD=13, TRANSPOSE=14,
-          LAYERNORM_QDQ=15, ISOFTMAX16=16, ADD_X=17, LUT8=18)
+          LAYERNORM_QDQ=15, ISOFTMAX16=16, ADD_X=17, LUT8=18, BMM_ZP=19,
+          ZP_SUMS=20)
 DT = {"uint8": 0, "int8": 1, "int16": 2}  # KL_DT_*
 NP_DT = {"uint8": np.uint8, "int8": np.int8, "int16": np.int16}
 RANGE = {"uint8": (0, 255), "int8": (-128, 127), "int16": (-32768, 32767)}
@@ -317,6 +318,53 @@ class Gen:
                   r.reshape(-1).astype(np.int32) if rc else z,
                   c.reshape(-1).astype(np.int32) if cc else z, *rq.arrays(), init], exp)
 
+    def bmm_zp(self, batch, M, N, K, za, zb, *, a_signed=1, b_signed=1, b_trans=0,
+               rq_kind="batch", rq16=False):
+        """kl_bmatmul_zp: (A - za) . (B - zb), the corrections formed inside the kernel."""
+        rng = self.rng
+        a_rs, y_rs = K + 2, N + 1
+        b_rs = K + 1 if b_trans else N + 3
+        b_rows, b_cols = (N, K) if b_trans else (K, N)
+        a_bs, b_bs, y_bs = M * a_rs + 3, b_rows * b_rs + 1, M * y_rs + 2
+        alo, ahi = (-128, 127) if a_signed else (0, 255)
+        blo, bhi = (-128, 127) if b_signed else (0, 255)
+        abuf = rng.integers(alo, ahi + 1, (batch - 1) * a_bs + (M - 1) * a_rs + K)
+        bbuf = rng.integers(blo, bhi + 1, (batch - 1) * b_bs + (b_rows - 1) * b_rs + b_cols)
+        A = np.stack([np.stack([abuf[i * a_bs + m * a_rs: i * a_bs + m * a_rs + K]
+                                for m in range(M)]) for i in range(batch)])
+        B = np.stack([np.stack([bbuf[i * b_bs + k * b_rs: i * b_bs + k * b_rs + b_cols]
+                                for k in range(b_rows)]) for i in range(batch)])
+        acc = np.matmul(A - za, (B.transpose(0, 2, 1) if b_trans else B) - zb)
+        rq = make_rq(rng, rq_kind, M, N, float(np.abs(acc).mean() + 1), batch=batch,
+                     **(dict(signed=1, n_levels=65536) if rq16 else {}))
+        out_dt = np.int16 if rq16 else np.uint8
+        vals = rq.apply(acc)
+        init, exp = out_buffer(rng, M, N, y_rs, out_dt,
+                               vals.astype(np.int16) if rq16 else to8(vals), batch_stride=y_bs,
+                               batch=batch)
+        dt = lambda s: np.int8 if s else np.uint8  # noqa: E731
+        self.add("bmatmul_zp", f"B{batch} M{M} N{N} K{K} bt{b_trans} za{za} zb{zb} {rq_kind}"
+                 f"{' int16' if rq16 else ''}", OP["BMM_ZP"],
+                 [a_signed, b_signed, b_trans, batch, M, N, K, a_bs, a_rs, b_bs, b_rs, y_bs, y_rs,
+                  za, zb, *rq.params(),
+                  kd.get("bmatmul_zp").scratch_bytes({"batch": batch, "M": M, "N": N, "K": K},
+                                                     1, self.isa)],
+                 [abuf.astype(dt(a_signed)), bbuf.astype(dt(b_signed)), *rq.arrays(), init], exp)
+
+    def zp_sums(self, n, K, z, cst, *, signed=1, strided=False):
+        """kl_zp_sums: cst + z * (sum of each of n rows of K), rows contiguous or gathered."""
+        rng = self.rng
+        lo, hi = (-128, 127) if signed else (0, 255)
+        rs, cs = (1, n + 2) if strided else (K + 3, 1)
+        x = rng.integers(lo, hi + 1, (n - 1) * rs + (K - 1) * cs + 1)
+        rows = np.array([[x[i * rs + k * cs] for k in range(K)] for i in range(n)])
+        exp = (cst + z * rows.sum(axis=1)).astype(np.int32)
+        init = rng.integers(-2**20, 2**20, n).astype(np.int32)
+        self.add("zp_sums", f"n{n} K{K} z{z} {'gathered' if strided else 'rows'} s{signed}",
+                 OP["ZP_SUMS"], [signed, rs, cs, n, K, z, cst,
+                                 kd.get("zp_sums").scratch_bytes({"n": n, "K": K}, 1, self.isa)],
+                 [x.astype(np.int8 if signed else np.uint8), init], exp)
+
     def transpose(self, rows, cols):
         rng = self.rng
         x_rs, y_rs = cols + 2, rows + 1
@@ -561,6 +609,15 @@ def build_cases(isa: str) -> list[Case]:
     g.bmm(2, 7, 3, 9, b_trans=1, a_signed=0, rc=True, cc=True)
     g.bmm(4, 1, 6, 5, rq_kind="col", b_signed=0)
     g.bmm(2, 3, 17, 33, b_trans=1, rq_kind="row", a_signed=0, b_signed=0)
+    g.bmm_zp(3, 4, 5, 6, -6, 1)
+    g.bmm_zp(2, 7, 9, 8, 3, -39, b_trans=1)
+    g.bmm_zp(4, 1, 6, 5, 127, -128, rq_kind="col", b_signed=0)
+    g.bmm_zp(2, 13, 3, 11, -128, 127, b_trans=1, rq_kind="row", a_signed=0)
+    g.bmm_zp(2, 9, 10, 4, 2, -9, b_trans=1, rq16=True)
+    g.zp_sums(7, 9, -128, 0)
+    g.zp_sums(5, 33, 128, -77, signed=0)
+    g.zp_sums(9, 4, 39, 1234, strided=True)
+    g.zp_sums(1, 1, 255, 0, signed=0, strided=True)
     g.transpose(5, 7)
     g.transpose(16, 1)
     # softmax family
@@ -698,7 +755,8 @@ def suite(target_id: str):
     return res
 
 
-GROUPS = ["linear", "finalize", "requant", "matmul_nt", "matmul_nn", "bmatmul", "transpose",
+GROUPS = ["linear", "finalize", "requant", "matmul_nt", "matmul_nn", "bmatmul", "bmatmul_zp",
+          "zp_sums", "transpose",
           "isoftmax", "itamax", "ita_partial_max", "ilayernorm", "igelu", "igelu_rq", "add_rq",
           "layernorm_qdq", "isoftmax_s16", "add_rq_x", "lut8"]
 

@@ -42,7 +42,7 @@ except ImportError:  # an installed (non-editable) tinyplanner that predates ker
 from kernel_lib import descriptions as kd
 from planner import toolchain as tc
 from planner.golden import ops
-from planner.golden.mhsa import mhsa_depth_first
+from planner.golden.mhsa import mhsa_depth_first, mhsa_zero_points
 from planner.ir import Node, Requant
 
 HARNESS = Path(__file__).resolve().parent / "kernel_harness" / "mhsa_harness.c"
@@ -170,6 +170,12 @@ def strided_buf(mat: np.ndarray, rs: int, rng, dtype=np.int8) -> np.ndarray:
     return buf.reshape(-1)[: (rows - 1) * rs + cols].astype(dtype)
 
 
+def _standard_zps(node: Node) -> tuple[int, int, int]:
+    """The zero points of the standard form (also of an FWSA node run unfused)."""
+    sc = node.attrs["scores"].attrs
+    return int(sc.get("zp_a", 0)), int(sc.get("zp_b", 0)), mhsa_zero_points(node)[2]
+
+
 def block_case(group: str, desc: str, node: Node, vals: list, chunk: int, *,
                use_fwsa: bool, isa: str, use_lut: bool = False, rng=None) -> Case:
     """One kl_mhsa_block case from an MHSA node (standard or FWSA form) and its input values."""
@@ -210,6 +216,8 @@ def block_case(group: str, desc: str, node: Node, vals: list, chunk: int, *,
                 row_term=int(w_row is not None), softmax=SM_KIND[a["softmax"].attrs["kind"]
                                                                  if a["softmax"] else None],
                 lut_given=int(use_lut), wide_scores=int(rq_s.n_levels == 65536))
+    zq, zk, zv = mhsa_zero_points(node) if fw is not None else _standard_zps(node)
+    dims.update(zp_k=int(bool(zq or zk)), zp_v=int(bool(zv)))
     own = kd.get("mhsa_block").scratch_bytes({**dims, "shared_kv": 0}, 8, isa)
     shared = kd.get("mhsa_block").scratch_bytes({**dims, "shared_kv": 1}, 8, isa)
     params = [s, e, h, p, e_out, x_rs, y_rs, acc_rs, chunk, int(fw is not None),
@@ -219,7 +227,7 @@ def block_case(group: str, desc: str, node: Node, vals: list, chunk: int, *,
     for r in rqs:
         params += r.params()
     x_signed = int(x.min() < 0 or x.max() <= 127)
-    params.append(x_signed)
+    params += [x_signed, zq, zk, zv]
     arrays = [strided_buf(x, x_rs, rng, np.int8 if x_signed else np.uint8),
               _i8(wq) if wq is not None else _empty(), _i32(bq),
               _i8(wk) if wk is not None else _empty(), _i32(bk),
@@ -366,8 +374,11 @@ def _synthetic_fwsa(rng, node: Node, vals: list, row_term: bool) -> list:
 
 def chunk_case(g: "Gen", rows, S, D, P, *, sm=("isoftmax", SOFTMAX_COEFFS[0]), v_trans=1,
                out_mode="acc_add", E_out=11, fwsa=False, row_term=False, use_lut=False,
-               with_bo=True, pads=(1, 2, 3, 5), per_col_v=False) -> None:
+               with_bo=True, pads=(1, 2, 3, 5), per_col_v=False, zp=(0, 0, 0)) -> None:
+    """zp: (zq, zk, zv), the zero points Q, K, V keep (QDQ): k_corr formed here as the C caller
+    does (kl_zp_sums), the rows' corrections inside the kernel."""
     rng = g.rng
+    zq, zk, zv = zp
     smn = _sm_node(*sm) if sm[0] is not None else None
     q_rs, k_rs, v_rs, o_rs = D + pads[0], D + pads[1], (S if v_trans else P) + pads[2], P + pads[3]
     X = rng.integers(-128, 128, (rows, D))
@@ -391,11 +402,11 @@ def chunk_case(g: "Gen", rows, S, D, P, *, sm=("isoftmax", SOFTMAX_COEFFS[0]), v
                                       True)[:, None]
     else:
         qv = X
-    acc_s = qv @ K.T + rterm
+    acc_s = (qv - zq) @ (K - zk).T + rterm
     rq_s = _calib(acc_s, 25, rng, shift=20)
     scores = ops.requant_shift(acc_s, rq_s.mul, rq_s.add, rq_s.div, 256, True)
     probs = golden_softmax(scores, smn)
-    pv = probs @ V
+    pv = probs @ (V - zv)
     if per_col_v:
         rq_v = _calib(pv, 35, rng, shift=16, per="col")
     else:
@@ -429,13 +440,15 @@ def chunk_case(g: "Gen", rows, S, D, P, *, sm=("isoftmax", SOFTMAX_COEFFS[0]), v
     c_rq_i = crq(rq_i, "proj", n=D) if fwsa else CRQ(np.ones(1), None, (0, 0, 0), (0, 0, 0), 0, 256, 1)
     c_rq_row = crq(rq_row, "proj") if row_term else CRQ(np.ones(1), None, (0, 0, 0), (0, 0, 0), 0, 256, 1)
     dims = dict(S=S, D=D, P=P, fwsa=int(fwsa), row_term=int(row_term),
-                softmax=SM_KIND[sm[0]], lut_given=int(use_lut), fused_out=int(out_mode != "o8"))
+                softmax=SM_KIND[sm[0]], lut_given=int(use_lut), fused_out=int(out_mode != "o8"),
+                zp_k=int(bool(zq or zk)), zp_v=int(bool(zv)))
     per_core = kd.get("mhsa_chunk").scratch_bytes(dims, 1, g.isa)
     params = [S, D, P, rows, q_rs, k_rs, v_rs, v_trans, o_rs, acc_rs, e_out, wo_rs, acc_mode,
               int(bo is not None), int(fwsa), int(row_term), 1, 1, 1, int(bf is not None),
               int(use_lut), per_core, *sm_params(smn)]
     for r in (c_rq_s, c_rq_v, c_rq_i, c_rq_row):
         params += r.params()
+    params += [zk, zv, int(bool(zq or zk))]
     vmat = V.T if v_trans else V
     arrays = [strided_buf(X, q_rs, rng), strided_buf(K, k_rs, rng), strided_buf(vmat, v_rs, rng),
               _i8(wf).reshape(-1) if wf is not None else _empty(), _i32(bf),
@@ -443,9 +456,10 @@ def chunk_case(g: "Gen", rows, S, D, P, *, sm=("isoftmax", SOFTMAX_COEFFS[0]), v
               strided_buf(wo, wo_rs, rng) if wo is not None else _empty(), _i32(bo)]
     for r in (c_rq_s, c_rq_v, c_rq_i, c_rq_row):
         arrays += r.arrays()
+    arrays.append(_i32(-zq * K.sum(axis=1) + D * zq * zk) if (zq or zk) else _empty())
     arrays.append(init)
     g.cases.append(Case("chunk", f"rows{rows} S{S} D{D} P{P} sm={sm[0]} vt{v_trans} {out_mode} "
-                        f"fwsa{int(fwsa)} row{int(row_term)} lut{int(use_lut)}", OP_CHUNK,
+                        f"fwsa{int(fwsa)} row{int(row_term)} lut{int(use_lut)} zp{zq},{zk},{zv}", OP_CHUNK,
                         [int(v) for v in params], arrays, exp.tobytes()))
     del z
 
@@ -596,6 +610,14 @@ def _build_cases(isa: str) -> list[Case]:
     # short dot products (the portable small-D scores loop) with the FWSA row term
     chunk_case(g, 7, 19, 3, 4, out_mode="acc_add", fwsa=True, row_term=True, sm=(None,))
     chunk_case(g, 11, 23, 2, 2, out_mode="acc_store", sm=("isoftmax", SOFTMAX_COEFFS[4]))
+    # zero points kept by Q, K, V (QDQ), every output mode and V layout; short dot products
+    chunk_case(g, 9, 29, 7, 5, out_mode="o8", zp=(-6, 1, 3))
+    chunk_case(g, 13, 40, 16, 8, out_mode="acc_store", v_trans=0, use_lut=True, zp=(-39, -9, 2))
+    chunk_case(g, 8, 81, 32, 32, out_mode="acc_add", zp=(127, -128, -128))
+    chunk_case(g, 11, 23, 2, 2, out_mode="acc_store", sm=("isoftmax", SOFTMAX_COEFFS[4]),
+               zp=(5, -5, 0))
+    chunk_case(g, 7, 21, 12, 3, out_mode="acc_add", fwsa=True, per_col_v=True, zp=(0, 0, -4))
+    chunk_case(g, 5, 33, 4, 9, out_mode="o8", v_trans=0, sm=("itamax", None), zp=(0, 7, 0))
     # ---- the table-driven row softmax ------------------------------------------------------
     for j, coeffs in enumerate(SOFTMAX_COEFFS):
         for rows, L, kind in ((3, 81, "narrow"), (2, 7, "const"), (2, 33, "extreme"),

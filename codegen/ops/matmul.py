@@ -25,10 +25,11 @@ def emit(ctx: EmitContext, lp: LayerPlan, index: int) -> LayerCode:
     g, node = ctx.graph, e.node
     a, b = node.inputs[0], node.inputs[1]
     y = node.outputs[0]
-    if node.attrs.get("zp_a") or node.attrs.get("zp_b"):
-        raise PlannerError(f"code generator: layer {lp.name}: MatMul with activation zero points "
-                           "(row/column corrections at run time) is not supported yet")
+    za, zb = int(node.attrs.get("zp_a", 0)), int(node.attrs.get("zp_b", 0))
     wide = "bmatmul_i32" in lp.kernel
+    if wide and (za or zb):
+        raise PlannerError(f"code generator: layer {lp.name}: int32 MatMul operands with zero "
+                           "points have no kernel")
     for t in (a, b):
         if g.tensors[t].dtype not in (("int32",) if wide else ("int8", "uint8")):
             raise PlannerError(f"code generator: layer {lp.name}: operand '{t}' is "
@@ -84,7 +85,7 @@ def emit(ctx: EmitContext, lp: LayerPlan, index: int) -> LayerCode:
         "b_bs": e.st("b", 0) if b_batched else "0", "b_rs": e.st("b", 1 if b_batched else 0),
         "y": e.ptr("y", "void"), "y_bs": e.st("y", 0), "y_rs": e.st("y", 1),
         "scratch": e.ptr("scratch", "void") if e.buf("scratch") is not None else "NULL",
-        "wide": wide,
+        "wide": wide, "za": za, "zb": zb,
     }
     L["decls"] = e.declarations()
     e.code.body = render("matmul.c.mako", L=L)

@@ -21,7 +21,7 @@ from codegen.ops import Emitter, LayerCode, node_rqs
 from codegen.render import render
 from kernel_lib import descriptions as kd
 from planner.errors import PlannerError
-from planner.golden.mhsa import fwsa_head_rq
+from planner.golden.mhsa import fwsa_head_rq, mhsa_zero_points
 from planner.plan import LayerPlan
 
 
@@ -133,6 +133,8 @@ def emit(ctx: EmitContext, lp: LayerPlan, index: int) -> LayerCode:
             rq_lines[var.replace("rq_", "")] = lines
     tiles = lp.tile[lp.compute_level]
     HT, XT = int(tiles["h"]), int(tiles["x"])
+    zq, zk, zv = mhsa_zero_points(node)
+    kv = kd.mhsa_kv_bytes({"S": S, "P": P, "fwsa": int(fw is not None), "zp_k": int(bool(zq or zk))})
     idx = {n: i for i, b in enumerate(e.code.bufs) for n in [b.name]}
     L = {
         "ident": e.ident, "lp": lp, "first": None, "id": index, "S": S, "E": E, "P": P, "H": H,
@@ -143,8 +145,9 @@ def emit(ctx: EmitContext, lp: LayerPlan, index: int) -> LayerCode:
         "head_bufs": head_bufs, "once_bufs": once_bufs, "idx": idx,
         "copies": {i: b.copies for i, b in enumerate(e.code.bufs)},
         "xk": xk, "acck": acck, "yk": yk, "locals": locals_,
-        "kh_bytes": kd.mhsa_kv_bytes({"S": S, "P": P, "fwsa": int(fw is not None)})["k_h"],
-        "vh_bytes": kd.mhsa_kv_bytes({"S": S, "P": P, "fwsa": int(fw is not None)})["v_h"],
+        "kh_bytes": kv["k_h"], "vh_bytes": kv["v_h"],
+        # zero points kept by Q, K, V (QDQ): K_h's correction follows K_h in its buffer
+        "zq": zq, "zk": zk, "zv": zv, "zp_k": bool(zq or zk), "kcorr_off": (S * P + 7) // 8 * 8,
         "rq": rq_lines, "sm_kind": kind,
         "sm": {k: int(sm.attrs.get(k, 0)) for k in ("coeff_a", "coeff_b", "coeff_c", "log2", "group_width",
                                                    "n_levels")} if sm is not None else None,

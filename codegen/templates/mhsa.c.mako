@@ -72,6 +72,7 @@ static void layer_${L['ident']}(int core_id, int n_cores)
     a.acc_rs = ${E};
     a.rq_s = &rq_s;
     a.rq_v = &rq_av;
+    a.k_corr = NULL; a.zk = ${L['zk']}; a.zv = ${L['zv']};
     for (ht = 0; ht < ${L['NHT']}; ht++) {
         const int32_t h0 = ht * ${L['HT']}, hn = ${L['H']} - h0 < ${L['HT']} ? ${L['H']} - h0 : ${L['HT']};
         off[0] = h0; ext[0] = hn; off[1] = 0; ext[1] = ${S};
@@ -132,6 +133,14 @@ static void layer_${L['ident']}(int core_id, int n_cores)
         }
 % endif
         nr_barrier();
+% if L['zp_k']:
+        /* K_h's zero-point correction [S] after it: -zq * sum_p K_h[n][p] + P * zq * zk */
+        for (j = 0; j < hn; j++)
+            kl_zp_sums((const int8_t *)${f"nr_buf_ptr(&B[{loc['k_h']}], 0)"} + j * ${L['kh_bytes']}, ${L['k_signed']}, ${P}, 1, ${S}, ${P},
+                       ${-L['zq']}, ${P * L['zq'] * L['zk']}, (int32_t *)((uint8_t *)${f"nr_buf_ptr(&B[{loc['k_h']}], 0)"} + j * ${L['kh_bytes']} + ${L['kcorr_off']}),
+                       ${f"nr_buf_ptr(&B[{loc['scratch']}], 0)"}, core_id, n_cores);
+        nr_barrier();
+% endif
         /* pass 2: per chunk of query rows and head: query rows, then kl_mhsa_chunk */
         for (c = 0; c < ${L['NX']}; c++) {
             const int32_t r0 = c * ${L['XT']}, xn = ${S} - r0 < ${L['XT']} ? ${S} - r0 : ${L['XT']};
@@ -202,6 +211,9 @@ static void layer_${L['ident']}(int core_id, int n_cores)
                 nr_barrier();
                 a.q = ${f"nr_buf_ptr(&B[{loc['q_rows']}], 0)"}; a.q_rs = ${P}; a.q_signed = ${L['q_signed']};
                 a.k = (const int8_t *)${f"nr_buf_ptr(&B[{loc['k_h']}], 0)"} + j * ${L['kh_bytes']};
+% if L['zp_k']:
+                a.k_corr = (const int32_t *)((const uint8_t *)a.k + ${L['kcorr_off']});
+% endif
 % endif
                 a.v = (const int8_t *)${f"nr_buf_ptr(&B[{loc['v_h']}], 0)"} + j * ${L['vh_bytes']};
                 a.w_o = (const int8_t *)${buf('wo')} + j * ${P};

@@ -112,6 +112,31 @@ void kl_bmatmul_i32(const int32_t *a, int32_t a_bs, int32_t a_rs, const int32_t 
                     int32_t batch, int32_t M, int32_t N, int32_t K, const kl_rq_t *rq,
                     int core_id, int n_cores);
 
+/* Zero-point sums (QDQ activations that keep their zero points): out[i] = cst + z * sum_k
+ * x[i*rs + k*cs] (int32), i < n, k < K, x int8 (x_signed) or uint8, z in [-128, 255]. Computed
+ * by the gemm core against a vector of K copies of z, so that a correction costs what a gemm
+ * call of 1 x n x K costs (descriptions.py "zp_sums"). cs == 1: the n rows are contiguous
+ * along k; else they are gathered through the stride cs. kl_zp_sums splits the n sums across
+ * cores, scratch KL_ZP_SCRATCH(K) bytes PER CORE, 8-byte aligned. kl_zp_sums_block computes
+ * them all on the calling core: mm is its matmul scratch (KL_MM_SCRATCH_PER_CORE(K) bytes,
+ * or NULL), zvec K bytes of its own. */
+#define KL_ZP_A8(n) (((size_t)(n) + 7u) & ~(size_t)7u)
+#define KL_ZP_SCRATCH(K) (KL_ZP_A8(KL_MM_SCRATCH_PER_CORE(K)) + KL_ZP_A8(K))
+void kl_zp_sums_block(const void *x, int x_signed, int32_t rs, int32_t cs, int32_t n, int32_t K,
+                      int32_t z, int32_t cst, int32_t *out, void *mm, uint8_t *zvec);
+void kl_zp_sums(const void *x, int x_signed, int32_t rs, int32_t cs, int32_t n, int32_t K,
+                int32_t z, int32_t cst, int32_t *out, void *scratch, int core_id, int n_cores);
+
+/* kl_bmatmul with operand zero points: Y = RQ((A - za) . (B - zb)), exact through the
+ * corrections -zb * sum_k A[m][k] + K * za * zb (per row) and -za * sum_k B[k][n] (per column),
+ * which every core computes for its own outputs only (kl_zp_sums_block). scratch PER CORE:
+ * KL_BMATMUL_ZP_SCRATCH(M, N, K) bytes, 8-byte aligned (replaces kl_bmatmul's scratch). */
+#define KL_BMATMUL_ZP_SCRATCH(M, N, K) (KL_ZP_SCRATCH(K) + KL_ZP_A8(4 * (size_t)(M)) + KL_ZP_A8(4 * (size_t)(N)))
+void kl_bmatmul_zp(const void *a, int a_signed, int32_t a_bs, int32_t a_rs, const void *b,
+                   int b_signed, int b_trans, int32_t b_bs, int32_t b_rs, void *y, int32_t y_bs,
+                   int32_t y_rs, int32_t batch, int32_t M, int32_t N, int32_t K, int32_t za,
+                   int32_t zb, const kl_rq_t *rq, void *scratch, int core_id, int n_cores);
+
 /* Y[cols][rows] = X[rows][cols]^T (int8 bytes; also usable for uint8). Split: output rows. */
 void kl_transpose8(const void *x, int32_t x_rs, void *y, int32_t y_rs, int32_t rows,
                    int32_t cols, int core_id, int n_cores);
@@ -312,6 +337,13 @@ typedef struct kl_attn {
     const void *v;
     int32_t v_rs, v_trans, v_signed;
     const kl_rq_t *rq_v; /* O_h = RQ_v(probs . V_h), 8 bit */
+    /* zero points of Q, K, V (QDQ graphs; standard form only for zq/zk): scores =
+     * RQ_s((Q_h - zq) . (K_h - zk)^T), O_h = RQ_v(probs . (V_h - zv)), exact. k_corr [S]:
+     * -zq * sum_p K_h[n][p] + D * zq * zk, per head (kl_zp_sums), or NULL when zq = zk = 0;
+     * the rows' -zk * sum_p Q_h[r][p] and -zv * sum_j probs[r][j] are formed per group
+     * (kl_zp_sums_block). All 0 / NULL: no zero points. */
+    const int32_t *k_corr;
+    int32_t zk, zv;
     /* output: acc == NULL: O_h [rows][P] at o, row stride o_rs (head-interleaved
      * [S][H][P]: out + h*P, H*P). acc != NULL: acc[rows][E_out] (row stride acc_rs)
      * = (KL_ACC_STORE) or += (KL_ACC_ADD) O_h . W_o^T, with W_o [E_out][P] (row stride
@@ -374,6 +406,9 @@ typedef struct kl_mhsa {
     int32_t *acc; /* [S][E_out] int32, row stride acc_rs (caller memory) */
     int32_t acc_rs;
     int32_t chunk; /* query rows per chunk (>= 1) */
+    /* zero points kept by Q, K (standard form only) and V (QDQ graphs), as kl_attn_t: K_h's
+     * correction is formed after it in the K/V scratch; 0: none */
+    int32_t zq, zk, zv;
     void *scratch;
     kl_barrier_fn barrier; /* NULL: no synchronization (see above) */
     void *barrier_ctx;

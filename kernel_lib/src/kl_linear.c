@@ -312,6 +312,131 @@ void kl_bmatmul(const void *a, int a_signed, int32_t a_bs, int32_t a_rs, const v
     }
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* zero-point corrections                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+/* the matmul scratch at the start of a zero-point scratch (NULL where the path needs none) */
+static void *kl_zp_mm(uint8_t *scratch, int32_t K)
+{
+    (void)K;
+    return KL_MM_SCRATCH_PER_CORE(K) != 0 ? (void *)scratch : 0;
+}
+
+void kl_zp_sums_block(const void *x, int x_signed, int32_t rs, int32_t cs, int32_t n, int32_t K,
+                      int32_t z, int32_t cst, int32_t *out, void *mm, uint8_t *zvec)
+{
+    kl_gemm_t g;
+    int32_t k;
+    if (n <= 0)
+        return;
+    for (k = 0; k < K; k++) /* z in [-128, 255]: its byte, read as int8 below 0 */
+        zvec[k] = (uint8_t)z;
+    g.K = K;
+    g.out = out;
+    g.mode = KL_GEMM_I32_STORE;
+    g.mul = g.add = 0;
+    g.m_sp = g.m_sq = g.a_sp = g.a_sq = 0;
+    g.shift = g.lo = g.hi = 0;
+    g.scratch = mm;
+    if (cs == 1) { /* P = the z vector (one row, expanded once), Q = the n contiguous rows */
+        g.p_base = zvec;
+        g.p_sp = 0;
+        g.p_sk = 1;
+        g.p_signed = z < 0;
+        g.q_base = x;
+        g.q_sq = rs;
+        g.q_signed = x_signed;
+        g.o_sp = 0;
+        g.o_sq = 1;
+        g.p_corr = 0;
+        g.pc_s = 0;
+        g.q_corr = &cst;
+        g.qc_s = 0;
+        kl_gemm_block(&g, 0, 1, 0, n);
+    } else { /* P = the n gathered rows, Q = the z vector */
+        g.p_base = x;
+        g.p_sp = rs;
+        g.p_sk = cs;
+        g.p_signed = x_signed;
+        g.q_base = zvec;
+        g.q_sq = 0;
+        g.q_signed = z < 0;
+        g.o_sp = 1;
+        g.o_sq = 0;
+        g.p_corr = &cst;
+        g.pc_s = 0;
+        g.q_corr = 0;
+        g.qc_s = 0;
+        kl_gemm_block(&g, 0, n, 0, 1);
+    }
+}
+
+void kl_zp_sums(const void *x, int x_signed, int32_t rs, int32_t cs, int32_t n, int32_t K,
+                int32_t z, int32_t cst, int32_t *out, void *scratch, int core_id, int n_cores)
+{
+    uint8_t *mine = (uint8_t *)scratch + KL_ZP_SCRATCH(K) * (size_t)core_id;
+    int32_t lo, hi;
+    kl_split(n, core_id, n_cores, &lo, &hi);
+    if (lo >= hi)
+        return;
+    kl_zp_sums_block(x_signed ? (const void *)((const int8_t *)x + lo * rs)
+                              : (const void *)((const uint8_t *)x + lo * rs),
+                     x_signed, rs, cs, hi - lo, K, z, cst, out + lo, kl_zp_mm(mine, K),
+                     mine + KL_ZP_A8(KL_MM_SCRATCH_PER_CORE(K)));
+}
+
+void kl_bmatmul_zp(const void *a, int a_signed, int32_t a_bs, int32_t a_rs, const void *b,
+                   int b_signed, int b_trans, int32_t b_bs, int32_t b_rs, void *y, int32_t y_bs,
+                   int32_t y_rs, int32_t batch, int32_t M, int32_t N, int32_t K, int32_t za,
+                   int32_t zb, const kl_rq_t *rq, void *scratch, int core_id, int n_cores)
+{
+    uint8_t *mine = (uint8_t *)scratch + KL_BMATMUL_ZP_SCRATCH(M, N, K) * (size_t)core_id;
+    int32_t *rc = (int32_t *)(mine + KL_ZP_SCRATCH(K));
+    int32_t *cc = (int32_t *)(mine + KL_ZP_SCRATCH(K) + KL_ZP_A8(4 * (size_t)M));
+    void *mm = kl_zp_mm(mine, K);
+    uint8_t *zvec = mine + KL_ZP_A8(KL_MM_SCRATCH_PER_CORE(K));
+    int32_t lo, hi, bi;
+    const int by_rows = (int64_t)batch * M >= n_cores;
+    if (by_rows)
+        kl_split(batch * M, core_id, n_cores, &lo, &hi);
+    else
+        kl_split(N, core_id, n_cores, &lo, &hi);
+    for (bi = 0; bi < batch; bi++) {
+        int32_t m0 = 0, m1 = M, n0 = 0, n1 = N;
+        const uint8_t *ab = (const uint8_t *)a + bi * a_bs, *bb = (const uint8_t *)b + bi * b_bs;
+        kl_rq_t r = *rq;
+        if (by_rows) {
+            m0 = lo - bi * M > 0 ? lo - bi * M : 0;
+            m1 = hi - bi * M < M ? hi - bi * M : M;
+        } else {
+            n0 = lo;
+            n1 = hi;
+        }
+        if (m0 >= m1 || n0 >= n1)
+            continue;
+        /* this core's outputs [m0, m1) x [n0, n1) of batch bi: their corrections, then the
+         * matmul on one core (the split is done here) */
+        kl_zp_sums_block(ab + m0 * a_rs, a_signed, a_rs, 1, m1 - m0, K, -zb, K * za * zb,
+                         rc + m0, mm, zvec);
+        if (b_trans)
+            kl_zp_sums_block(bb + n0 * b_rs, b_signed, b_rs, 1, n1 - n0, K, -za, 0, cc + n0, mm,
+                             zvec);
+        else
+            kl_zp_sums_block(bb + n0, b_signed, 1, b_rs, n1 - n0, K, -za, 0, cc + n0, mm, zvec);
+        r.mul = rq->mul + bi * rq->mul_sb;
+        r.add = rq->add ? rq->add + bi * rq->add_sb : 0;
+        r.mul_sb = r.add_sb = 0;
+        r.mul += m0 * rq->mul_sr + n0 * rq->mul_sc;
+        if (r.add)
+            r.add += m0 * rq->add_sr + n0 * rq->add_sc;
+        kl_bmatmul(ab + m0 * a_rs, a_signed, 0, a_rs,
+                   bb + (b_trans ? n0 * b_rs : n0), b_signed, b_trans, 0, b_rs,
+                   (uint8_t *)y + (bi * y_bs + m0 * y_rs + n0) * (rq->n_levels > 256 ? 2 : 1),
+                   0, y_rs, 1, m1 - m0, n1 - n0, K, rc + m0, cc + n0, &r, mm, 0, 1);
+    }
+}
+
 void kl_transpose8(const void *x, int32_t x_rs, void *y, int32_t y_rs, int32_t rows,
                    int32_t cols, int core_id, int n_cores)
 {

@@ -374,6 +374,9 @@ typedef struct {
     uint8_t *sbuf;  /* G x S scores / probabilities */
     int8_t *obuf;   /* G x P (O_h, fused output projection) */
     int8_t *qbuf;   /* G x D (I* or projected Q rows) */
+    uint8_t *zvec;  /* max(D, S) bytes: the zero-point vector (kl_zp_sums_block) */
+    int32_t *qcorr; /* G int32: -zk * sum_p Q[r][p] */
+    int32_t *vcorr; /* G int32: -zv * sum_j probs[r][j] */
 } kl_mh_bufs_t;
 
 static int32_t kl_mh_kmax(int32_t a, int32_t b, int32_t c, int32_t d)
@@ -383,9 +386,10 @@ static int32_t kl_mh_kmax(int32_t a, int32_t b, int32_t c, int32_t d)
     return d > m ? d : m;
 }
 
-/* per-core layout: mm | lut | rterm | sbuf | obuf | qbuf */
+/* per-core layout: mm | lut | rterm | sbuf | obuf | qbuf | zero-point part (zvec | qcorr |
+ * vcorr, when zp) */
 static size_t kl_mh_core_bytes(int32_t S, int32_t D, int32_t P, int32_t kmax, int lut,
-                               int rterm, int obuf, int qbuf, int wide)
+                               int rterm, int obuf, int qbuf, int wide, int zp)
 {
     size_t n = KL_A8(KL_MM_SCRATCH_PER_CORE(kmax));
     (void)kmax; /* no matmul scratch on the portable path */
@@ -398,17 +402,17 @@ static size_t kl_mh_core_bytes(int32_t S, int32_t D, int32_t P, int32_t kmax, in
         n += KL_A8((size_t)KL_MHSA_G * (size_t)P);
     if (qbuf)
         n += KL_A8((size_t)KL_MHSA_G * (size_t)D);
+    if (zp)
+        n += KL_A8(kmax) + 2 * KL_A8(4 * KL_MHSA_G);
     return n;
 }
 
 static kl_mh_bufs_t kl_mh_core_bufs(uint8_t *base, int32_t S, int32_t D, int32_t P,
                                     int32_t kmax, int lut, int rterm, int obuf, int qbuf,
-                                    int wide)
+                                    int wide, int zp)
 {
     kl_mh_bufs_t b;
     size_t mm = KL_A8(KL_MM_SCRATCH_PER_CORE(kmax));
-    (void)kmax;
-    (void)D; /* the query-row buffer is last */
     b.mm = mm ? (void *)base : 0;
     base += mm;
     b.lut = 0;
@@ -428,8 +432,27 @@ static kl_mh_bufs_t kl_mh_core_bufs(uint8_t *base, int32_t S, int32_t D, int32_t
         b.obuf = (int8_t *)base;
         base += KL_A8((size_t)KL_MHSA_G * (size_t)P);
     }
-    b.qbuf = qbuf ? (int8_t *)base : 0;
+    b.qbuf = 0;
+    if (qbuf) {
+        b.qbuf = (int8_t *)base;
+        base += KL_A8((size_t)KL_MHSA_G * (size_t)D);
+    }
+    b.zvec = 0;
+    b.qcorr = b.vcorr = 0;
+    if (zp) {
+        b.zvec = base;
+        base += KL_A8(kmax);
+        b.qcorr = (int32_t *)base;
+        base += KL_A8(4 * KL_MHSA_G);
+        b.vcorr = (int32_t *)base;
+    }
     return b;
+}
+
+/* zero points present (kl_attn_t.k_corr / zk / zv) */
+static int kl_mh_zp(const kl_attn_t *a)
+{
+    return a->k_corr != 0 || a->zk != 0 || a->zv != 0;
 }
 
 /* wide scores: int16 logits (scores RQ with more than 256 levels, iSoftmax only) */
@@ -447,7 +470,7 @@ size_t kl_mhsa_chunk_scratch(const kl_attn_t *a)
 {
     return kl_mh_core_bytes(a->S, a->D, a->P, kl_mh_kmax(a->D, a->S, a->P, 1),
                             kl_mh_chunk_needs_lut(a), a->w_f && a->w_row, a->acc != 0,
-                            a->w_f != 0, kl_mh_wide(a->rq_s));
+                            a->w_f != 0, kl_mh_wide(a->rq_s), kl_mh_zp(a));
 }
 
 /* FWSA query rows of a group: I* = RQ_i(X . W_f^T + b_f) into qbuf [R][D], and the row term */
@@ -548,7 +571,7 @@ static int kl_mh_scores_small(const kl_attn_t *a, const void *qg, int32_t qg_rs,
     int32_t r, d, lo, hi;
     kl_rqp_t rp;
     if (a->D > KL_MH_SMALL_D || rq->mul_sr || rq->mul_sc ||
-        (rq->add && (rq->add_sr || rq->add_sc)))
+        (rq->add && (rq->add_sr || rq->add_sc)) || a->k_corr || a->zk)
         return 0;
     rp = kl_rq_prep(rq->mul[0], rq->add ? rq->add[0] : 0, rq->shift);
     if (rp.sh != 32)
@@ -629,6 +652,11 @@ static void kl_mh_group(const kl_attn_t *a, const void *qg, int32_t qg_rs, int q
     g.scratch = b->mm;
     if (!a->acc || !a->v_trans)
         Rc = R; /* the extra rows would reach the caller's output */
+    if (a->zk) { /* (Q - zq).(K - zk) = Q.K - zk sum(Q row) + k_corr (no FWSA row term here) */
+        kl_zp_sums_block(qg, qs, qg_rs, 1, Rc, a->D, -a->zk, 0, b->qcorr, b->mm, b->zvec);
+        g.p_corr = b->qcorr;
+    }
+    g.q_corr = a->k_corr;
     if (wide) {
         int32_t r;
         g.mode = KL_GEMM_RQ16;
@@ -643,7 +671,10 @@ static void kl_mh_group(const kl_attn_t *a, const void *qg, int32_t qg_rs, int q
         /* 2. softmax on the full rows, in place */
         kl_mh_softmax((const int8_t *)b->sbuf, S, b->sbuf, S, 0, Rc, S, &a->sm, lut);
     }
-    /* 3. O [R][P] = RQ_v(probs . V) */
+    /* 3. O [R][P] = RQ_v(probs . (V - zv)) */
+    if (a->zv)
+        kl_zp_sums_block(b->sbuf, probs_signed, prs, 1, Rc, S, -a->zv, 0, b->vcorr, b->mm,
+                         b->zvec);
     kl_mh_gemm_init(&g);
     g.K = S;
     g.scratch = b->mm;
@@ -662,6 +693,7 @@ static void kl_mh_group(const kl_attn_t *a, const void *qg, int32_t qg_rs, int q
             g.o_sp = a->o_rs;
         }
         g.o_sq = 1;
+        g.p_corr = a->zv ? b->vcorr : 0;
         kl_mh_set_rq(&g, a->rq_v, r_abs, 0, 0);
         kl_gemm_block(&g, 0, Rc, 0, P);
     } else { /* P = columns of V (gathered), Q = probability rows; output transposed */
@@ -680,6 +712,7 @@ static void kl_mh_group(const kl_attn_t *a, const void *qg, int32_t qg_rs, int q
             g.out = (uint8_t *)a->o + r_abs * a->o_rs;
             g.o_sq = a->o_rs;
         }
+        g.q_corr = a->zv ? b->vcorr : 0;
         kl_mh_set_rq(&g, a->rq_v, r_abs, 0, 1);
         kl_gemm_block(&g, 0, P, 0, R);
     }
@@ -714,7 +747,8 @@ void kl_mhsa_chunk(const kl_attn_t *a, int32_t rows, void *scratch, int core_id,
     if (lo >= hi)
         return;
     b = kl_mh_core_bufs((uint8_t *)scratch + per * (size_t)core_id, a->S, a->D, a->P, kmax,
-                        need_lut, fwsa && a->w_row, a->acc != 0, fwsa, kl_mh_wide(a->rq_s));
+                        need_lut, fwsa && a->w_row, a->acc != 0, fwsa, kl_mh_wide(a->rq_s),
+                        kl_mh_zp(a));
     if (need_lut) {
         kl_softmax_lut(&a->sm, b.lut);
         lut = b.lut;
@@ -747,6 +781,8 @@ static size_t kl_mh_kv_bytes(const kl_mhsa_t *m)
     size_t n = KL_A8((size_t)m->P * (size_t)m->S); /* V_h^T */
     if (!m->w_f)
         n += KL_A8((size_t)m->S * (size_t)m->P); /* K_h */
+    if (!m->w_f && (m->zq || m->zk))
+        n += 4u * (size_t)m->S; /* K_h's zero-point correction */
     return n;
 }
 
@@ -755,12 +791,17 @@ static int32_t kl_mh_block_kmax(const kl_mhsa_t *m)
     return kl_mh_kmax(m->E, m->S, m->P, 1);
 }
 
+static int kl_mh_block_zp(const kl_mhsa_t *m)
+{
+    return (!m->w_f && (m->zq || m->zk)) || m->zv;
+}
+
 static size_t kl_mh_block_core_bytes(const kl_mhsa_t *m)
 {
     const int fwsa = m->w_f != 0;
     return kl_mh_core_bytes(m->S, fwsa ? m->E : m->P, m->P, kl_mh_block_kmax(m),
                             kl_sm_has_lut(m->sm.kind) && m->sm.lut == 0 && !kl_mh_wide(m->rq_s),
-                            fwsa && m->w_row, 1, 1, kl_mh_wide(m->rq_s));
+                            fwsa && m->w_row, 1, 1, kl_mh_wide(m->rq_s), kl_mh_block_zp(m));
 }
 
 size_t kl_mhsa_block_scratch(const kl_mhsa_t *m, int n_cores)
@@ -847,7 +888,11 @@ void kl_mhsa_block(const kl_mhsa_t *m, int core_id, int n_cores)
                                                 kvb +
                     kl_mh_block_core_bytes(m) * (size_t)cid;
     const kl_mh_bufs_t b =
-        kl_mh_core_bufs(core, S, D, P, kmax, need_lut, fwsa && m->w_row, 1, 1, wide);
+        kl_mh_core_bufs(core, S, D, P, kmax, need_lut, fwsa && m->w_row, 1, 1, wide,
+                        kl_mh_block_zp(m));
+    int32_t *kcorr = fwsa || !(m->zq || m->zk)
+                         ? 0
+                         : (int32_t *)(void *)(kv + 2 * KL_A8((size_t)P * (size_t)S));
     kl_attn_t a;
     kl_rq_t rq_s, rq_av, rq_i, rq_row;
     int32_t h, c0, t0, t1;
@@ -892,6 +937,9 @@ void kl_mhsa_block(const kl_mhsa_t *m, int core_id, int n_cores)
     a.acc_rs = m->acc_rs;
     a.rq_s = &rq_s;
     a.rq_v = &rq_av;
+    a.k_corr = kcorr;
+    a.zk = fwsa ? 0 : m->zk;
+    a.zv = m->zv;
     for (h = 0; h < H; h++) {
         rq_s = kl_mh_head_rq(m->rq_s, h);
         rq_av = kl_mh_head_rq(m->rq_av, h);
@@ -912,6 +960,9 @@ void kl_mhsa_block(const kl_mhsa_t *m, int core_id, int n_cores)
         if (sync && h > 0)
             m->barrier(m->barrier_ctx); /* everyone is done with the previous head's K/V */
         kl_mh_project_kv(m, h, kbuf, vbuf, t0, t1, b.mm);
+        if (kcorr && t0 < t1) /* the correction of the K_h rows this core projected */
+            kl_zp_sums_block(kbuf + t0 * P, m->rq_k->is_signed, P, 1, t1 - t0, P, -m->zq,
+                             P * m->zq * m->zk, kcorr + t0, b.mm, b.zvec);
         if (sync)
             m->barrier(m->barrier_ctx);
         /* chunks of query rows; the rows of a chunk are split across cores */

@@ -73,6 +73,11 @@ class QdqOptions:
     softmax_min_levels: int = 12       # iSoftmax input scale is ln2/L with L >= this
     absorb_zero_points: bool = True    # zp-free MatMul operands / GELU inputs via their producers
     absorb_clip_codes: int = 0         # more codes than this would clip: rescale instead
+    # operands of MatMul (two activations): "carry" = a nonzero zero point is kept, on
+    # onnxruntime's own grid, and the kernels subtract it exactly (row/column corrections:
+    # kl_bmatmul_zp, kl_mhsa_chunk); "absorb" = the producer makes the operand zero-point free
+    # (on a coarser symmetric grid where that would clip; the lowering before carrying)
+    matmul_zero_points: str = "carry"
     fuse_bias: bool = True             # MatMul + separately quantized bias Add → one Linear
     # "qdq": LayerNorm {mode: qdq} (widened input, rounded mean, 64-bit variance, rounded std:
     # within rounding of a float LayerNorm of the same input); "ilayernorm": QuantLib's
@@ -741,7 +746,8 @@ class _Importer:
             for rec in self.recs:
                 if rec.kind == "MatMul":
                     for t in rec.inputs:
-                        self.absorb_zp(t.fam, f"operand of MatMul '{rec.name}'")
+                        if not self.carry_zp(t.fam):
+                            self.absorb_zp(t.fam, f"operand of MatMul '{rec.name}'")
                 elif rec.kind == "GELU" and self.opt.gelu == "igelu":
                     self.absorb_zp(rec.inputs[0].fam, f"input of GELU '{rec.name}'")
         for rec in self.recs:
@@ -794,6 +800,14 @@ class _Importer:
     def prefer_signed(self, f: _Fam) -> None:
         if not f.eff_signed and f.controllable and not f.locked:
             f.eff_signed, f.eff_zp = True, f.eff_zp - 128
+
+    def carry_zp(self, f: _Fam) -> bool:
+        """A MatMul operand keeps its zero point (matmul_zero_points = "carry"): signed where its
+        producer allows it (the kernels take zero points in [-128, 128])."""
+        if self.opt.matmul_zero_points != "carry":
+            return False
+        self.prefer_signed(f)
+        return f.eff_signed or f.eff_zp <= 128
 
     def absorb_zp(self, f: _Fam, why: str) -> None:
         if f.eff_zp == 0 and f.eff_signed:

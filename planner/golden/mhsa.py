@@ -20,6 +20,17 @@ from planner.golden import ops
 from planner.ir import Node, Requant
 
 
+def mhsa_zero_points(node: Node) -> tuple[int, int, int]:
+    """(zq, zk, zv): the zero points the attention operands of an MHSA node keep (QDQ graphs
+    whose Q, K, V are not zero-point free; 0 elsewhere): scores = (Q - zq)·(K - zk)ᵀ,
+    O = probs·(V - zv). The FWSA form has no Q or K (the transform folds their zero points)."""
+    a = node.attrs
+    sc, av = a["scores"].attrs, a["av"].attrs
+    fused = a.get("fwsa") is not None
+    return (0 if fused else int(sc.get("zp_a", 0)), 0 if fused else int(sc.get("zp_b", 0)),
+            int(av.get("zp_b", 0)))
+
+
 def head_rq(rq: Requant | None, h: int, n_heads: int) -> Requant | None:
     """The requantization of head h (mul/add may be per head, shaped [1,H,1,1] or [H,1,1])."""
     if rq is None:
@@ -82,17 +93,22 @@ def mhsa_depth_first(node: Node, x: list[np.ndarray | None], rows: int = 8,
     if fw is not None:  # standard form of an FWSA node: its inputs are [x, w_f, b_f, v, o ...]
         wq, bq, wk, bk = fw.unfused_consts
         x = [x[0], wq, bq, wk, bk] + list(x[3:7])
-    return _mhsa_standard(node, x, rows, probe)
+        sc = a["scores"].attrs
+        return _mhsa_standard(node, x, rows, probe, (int(sc.get("zp_a", 0)), int(sc.get("zp_b", 0)),
+                                                      mhsa_zero_points(node)[2]))
+    return _mhsa_standard(node, x, rows, probe, mhsa_zero_points(node))
 
 
-def _mhsa_standard(node: Node, x: list[np.ndarray | None], rows: int, probe: dict | None) -> np.ndarray:
+def _mhsa_standard(node: Node, x: list[np.ndarray | None], rows: int, probe: dict | None,
+                   zps: tuple[int, int, int]) -> np.ndarray:
     a = node.attrs
     s, e, p, h = a["s"], a["e"], a["p"], a["h"]
     xin = x[0].reshape(s, e)
     wq, bq, wk, bk, wv, bv, wo, bo = x[1:9]
-    q = _proj(xin, wq, bq, a["q"].attrs.get("rq"), a["q"].name)
-    k = _proj(xin, wk, bk, a["k"].attrs.get("rq"), a["k"].name)
-    v = _proj(xin, wv, bv, a["v"].attrs.get("rq"), a["v"].name)
+    zq, zk, zv = zps
+    q = _proj(xin, wq, bq, a["q"].attrs.get("rq"), a["q"].name) - zq
+    k = _proj(xin, wk, bk, a["k"].attrs.get("rq"), a["k"].name) - zk
+    v = _proj(xin, wv, bv, a["v"].attrs.get("rq"), a["v"].name) - zv
     sm = a["softmax"]
     acc = np.zeros((s, wo.shape[0]), dtype=np.int64)
     if probe is not None:
@@ -137,7 +153,7 @@ def _mhsa_fwsa(node: Node, x: list[np.ndarray | None], rows: int, probe: dict | 
     xin = x[0].reshape(s, e)
     wf, bf, wv, bv, wo, bo = x[1:7]
     w_row = x[7] if len(x) > 7 else None
-    v = _proj(xin, wv, bv, a["v"].attrs.get("rq"), a["v"].name)
+    v = _proj(xin, wv, bv, a["v"].attrs.get("rq"), a["v"].name) - mhsa_zero_points(node)[2]
     sm = a["softmax"]
     acc = np.zeros((s, wo.shape[0]), dtype=np.int64)
     if probe is not None:

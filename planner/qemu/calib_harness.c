@@ -358,6 +358,8 @@ static void chunk(const int32_t *p, int core, int nc)
     a.acc = rnd32((uint32_t)(rows * E), 1 << 12);
     a.acc_rs = E;
     a.acc_mode = KL_ACC_ADD; /* every head but the first adds */
+    a.k_corr = NULL; /* no zero points (the QDQ corrections are gemm calls: kl_zp_sums) */
+    a.zk = a.zv = 0;
     scr = arena_alloc((uint32_t)(kl_mhsa_chunk_scratch(&a) * (size_t)nc));
     prof_start();
     kl_mhsa_chunk(&a, rows, scr, core, nc);

@@ -361,14 +361,18 @@ def matmul(ctx: BuildContext, node: Node) -> LayerDesc:
     ]
     bufs += _params_buf(ctx, node, reads=batch * kd.gemm_q_streams(m, cores, k_.isa))
     bufs.append(BufferSpec("y", y, "out", ("B", "M"), n * ctx.eb(y), ctx.tensor_bytes(y), ctx.act_home))
-    sdims, sunit = k_.scratch_product(full, [], cores)
+    # operands that keep their zero points (QDQ): kl_bmatmul_zp forms the corrections (its
+    # scratch, at the full sizes: the tiles' calls need no more)
+    zp = bool(node.attrs.get("zp_a") or node.attrs.get("zp_b"))
+    sk = kernel("bmatmul_zp", ctx.isa) if zp else k_
+    sdims, sunit = sk.scratch_product(full, [], cores)
     if sunit:
         bufs.append(BufferSpec("scratch", None, "scratch", sdims, sunit,
-                               align=k_.desc.operand_align("scratch", k_.isa)))
+                               align=sk.desc.operand_align("scratch", sk.isa)))
     if kname == "bmatmul_i32":
         terms = kernel_terms("matmul", k_, full, cores, {"B": dB, "M": dM}, {"batch": "B", "M": "M"})
     else:  # the generated code calls kl_bmatmul (B^T: the K_h of the scores, else V_h)
-        terms = kernel_terms("matmul", kernel("bmatmul", ctx.isa),
+        terms = kernel_terms("matmul", kernel("bmatmul_zp" if zp else "bmatmul", ctx.isa),
                              {**full, "b_trans": int(kname == "matmul_nt"),
                               "rq16": int(g.tensors[y].dtype == "int16")}, cores, {"B": dB, "M": dM},
                              {"batch": "B", "M": "M"})
@@ -516,18 +520,27 @@ class _Chunk:
 
 
 def _mhsa_chunk(ctx: BuildContext, s: int, d: int, p: int, e_out: int, sm_node, fwsa: bool,
-                row_term: bool, wide_scores: bool = False, rq_i_cols: bool = False) -> _Chunk:
+                row_term: bool, wide_scores: bool = False, rq_i_cols: bool = False,
+                zp: tuple[bool, bool] = (False, False)) -> _Chunk:
+    """zp: (Q/K, V) keep zero points (QDQ graphs), the kernel's zp_k / zp_v corrections."""
     from kernel_lib import descriptions as kd
 
     k = kernel("mhsa_chunk", ctx.isa)
     kind = 0 if sm_node is None else kd.SOFTMAX_KINDS[sm_node.attrs.get("kind", "isoftmax")]
     dims = {"rows": 1, "S": s, "D": d, "P": p, "E_out": e_out, "fwsa": int(fwsa),
             "row_term": int(row_term), "softmax": kind, "lut_given": 1, "fused_out": 1,
-            "wide_scores": int(wide_scores), "rq_i_cols": int(rq_i_cols)}
+            "wide_scores": int(wide_scores), "rq_i_cols": int(rq_i_cols),
+            "zp_k": int(zp[0]), "zp_v": int(zp[1])}
     lut = kd.softmax_lut_bytes(dims)
     return _Chunk(k, kernel("softmax_rows", ctx.isa), dims,
-                  kd.mhsa_kv_bytes({"S": s, "P": p, "fwsa": int(fwsa)}), lut,
+                  kd.mhsa_kv_bytes({"S": s, "P": p, "fwsa": int(fwsa), "zp_k": int(zp[0])}), lut,
                   _operand_bytes(kernel("mhsa_block", ctx.isa), "acc"), k.desc.cost(dims))
+
+
+def _zv(node: Node) -> int:
+    from planner.golden.mhsa import mhsa_zero_points
+
+    return mhsa_zero_points(node)[2]
 
 
 def _wide_scores(scores: Node) -> bool:
@@ -656,7 +669,11 @@ def mhsa_dft(ctx: BuildContext, node: Node) -> LayerDesc:
     cores = ctx.cores
     lin = kernel("linear", ctx.isa)
     sm_node = a["softmax"]
-    ch = _mhsa_chunk(ctx, s, p, p, e, sm_node, False, False, _wide_scores(a["scores"]))
+    from planner.golden.mhsa import mhsa_zero_points
+
+    zq, zk, zv = mhsa_zero_points(node)
+    ch = _mhsa_chunk(ctx, s, p, p, e, sm_node, False, False, _wide_scores(a["scores"]),
+                     zp=(bool(zq or zk), bool(zv)))
     ebx, eby = ctx.eb(x), ctx.eb(y)
     q_t, k_t, v_t = a["q"].outputs[0], a["k"].outputs[0], a["v"].outputs[0]
     eq = ctx.eb(q_t)
@@ -668,6 +685,9 @@ def mhsa_dft(ctx: BuildContext, node: Node) -> LayerDesc:
     loopd = {"h": dh, "x": dx}
     common = (_proj_terms("q_proj", lin, True, s, p, e, h, 0, cores, loopd, _head_rq(a["q"], h))
               + _chunk_terms(ch, h, s, cores, loopd))
+    zps = kernel("zp_sums", ctx.isa)
+    if zq or zk:  # K_h's zero-point correction [S], once per head (kl_zp_sums)
+        common += kernel_terms("k_zp", zps, {"n": s, "K": p}, cores, loopd, {}, const=h)
     # how often each constant is read (in place): Q per chunk rows (kl_linear), K over all rows,
     # V once (kl_linear_t: its weights are the expanded rows), W_o per group (kl_mhsa_chunk)
     rq_ = _q_reads(ctx, lin, dx)
@@ -689,7 +709,8 @@ def mhsa_dft(ctx: BuildContext, node: Node) -> LayerDesc:
         BufferSpec("q_rows", q_t, "local", ("x",), p * eq),
     ]
     # the projections (kl_linear, K = E) share the chunk kernel's scratch buffer
-    proj = max(lin.scratch({"S": 1, "N": p, "K": e}, cores), lin.scratch({"S": s, "N": p, "K": e}, cores))
+    proj = max(lin.scratch({"S": 1, "N": p, "K": e}, cores), lin.scratch({"S": s, "N": p, "K": e}, cores),
+               zps.scratch({"n": s, "K": p}, cores) if zq or zk else 0)
     scratch = _chunk_scratch(ch, dx.candidates, proj, cores, lin)
     acc_b = ch.acc_b
     variants = []
@@ -775,7 +796,8 @@ def mhsa_fwsa_dft(ctx: BuildContext, node: Node) -> LayerDesc:
     kmode = bool(w_row)  # the kernel's FWSA mode: only it takes the row term
     ch = _mhsa_chunk(ctx, s, e, p, e, sm_node, kmode, kmode,
                      fw.rq_scores is not None and fw.rq_scores.n_levels > 256,
-                     rq_i_cols=bool(rq_axes(_per_head(fw.rq_i, h)).get("rq_n")) if kmode else False)
+                     rq_i_cols=bool(rq_axes(_per_head(fw.rq_i, h)).get("rq_n")) if kmode else False,
+                     zp=(False, bool(_zv(node))))
     ebx, eby = ctx.eb(x), ctx.eb(y)
     v_t = a["v"].outputs[0]
     dh = LoopDim("h", h, candidate_sizes(h, lambda t: True))

@@ -56,6 +56,8 @@ def _match(graph: Graph, av: Node) -> dict | None:
     scores = probs_src
     if scores is None or scores.op != "MatMul" or _sole_consumer(graph, scores.outputs[0]) is None:
         return None
+    if av.attrs.get("zp_a"):
+        return None  # probabilities with a zero point: the chunk kernel takes those of Q, K, V only
     q = _head_split(graph, scores.inputs[0], Q_PERM)
     k = _head_split(graph, scores.inputs[1], K_PERM)
     if q is None or k is None:

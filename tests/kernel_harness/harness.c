@@ -179,7 +179,9 @@ enum {
     OP_LAYERNORM_QDQ = 15,
     OP_ISOFTMAX16 = 16,
     OP_ADD_X = 17,
-    OP_LUT8 = 18
+    OP_LUT8 = 18,
+    OP_BMM_ZP = 19,
+    OP_ZP_SUMS = 20
 };
 
 typedef struct {
@@ -268,6 +270,16 @@ static void run_kernel(case_t *c, void *out, int core, int nc)
                    p[3], p[4], p[5], p[6], p[13] ? (const int32_t *)ARR(2) : 0,
                    p[14] ? (const int32_t *)ARR(3) : 0, &c->rq[0], c->scratch, core, nc);
         break;
+    case OP_BMM_ZP:
+        /* as OP_BMM with za zb instead of has_rc has_cc; arrays a b mul add out */
+        kl_bmatmul_zp(ARR(0), p[0], p[7], p[8], ARR(1), p[1], p[2], p[9], p[10], out, p[11],
+                      p[12], p[3], p[4], p[5], p[6], p[13], p[14], &c->rq[0], c->scratch, core,
+                      nc);
+        break;
+    case OP_ZP_SUMS: /* x_signed rs cs n K z cst; arrays x out */
+        kl_zp_sums(ARR(0), p[0], p[1], p[2], p[3], p[4], p[5], p[6], (int32_t *)out, c->scratch,
+                   core, nc);
+        break;
     case OP_ISOFTMAX: /* rows L x_rs y_rs A B C log2 n; arrays x out */
         kl_isoftmax((const int8_t *)ARR(0), p[2], (uint8_t *)out, p[3], p[0], p[1], p[4], p[5],
                     p[6], p[7], p[8], (int32_t *)c->scratch, core, nc);
@@ -345,6 +357,9 @@ static void setup_rq(case_t *c)
         break;
     case OP_BMM:
         rq_from(c->p + 15, ARR(4), ARR(5), &c->rq[0]);
+        break;
+    case OP_BMM_ZP:
+        rq_from(c->p + 15, ARR(2), ARR(3), &c->rq[0]);
         break;
     case OP_GELU_RQ:
         rq_from(c->p + 6, ARR(1), ARR(2), &c->rq[0]);

@@ -207,8 +207,9 @@ static uint32_t scratch_n;
 /* ---- chunk -------------------------------------------------------------------------------
  * params: S D P rows q_rs k_rs v_rs v_trans o_rs acc_rs E_out w_o_rs acc_mode has_bo fwsa
  *         has_row q_signed k_signed v_signed has_bf use_lut scratch_per_core (22)
- *         sm(7) rq_s rq_v rq_i rq_row (4 x 10)
- * arrays: q k v w_f b_f w_row w_o b_o mul_s add_s mul_v add_v mul_i add_i mul_row add_row out
+ *         sm(7) rq_s rq_v rq_i rq_row (4 x 10) zk zv has_kcorr
+ * arrays: q k v w_f b_f w_row w_o b_o mul_s add_s mul_v add_v mul_i add_i mul_row add_row
+ *         k_corr out
  */
 static int setup_chunk(int32_t ci, uint8_t *out)
 {
@@ -239,6 +240,9 @@ static int setup_chunk(int32_t ci, uint8_t *out)
     a->rq_i = p[14] ? &rqs[2] : 0;
     a->w_row = p[14] && p[15] ? (const int8_t *)in[5] : 0;
     a->rq_row = p[14] && p[15] ? &rqs[3] : 0;
+    a->zk = p[69];
+    a->zv = p[70];
+    a->k_corr = p[71] ? (const int32_t *)in[16] : 0;
     a->E_out = p[10];
     a->w_o_rs = p[11];
     a->acc_mode = p[12];
@@ -273,7 +277,7 @@ static int setup_chunk(int32_t ci, uint8_t *out)
 /* ---- block -------------------------------------------------------------------------------
  * params: S E H P E_out x_rs y_rs acc_rs chunk fwsa has_row use_lut scratch8_own
  *         scratch8_shared has_bq has_bk has_bv has_bf has_bo (19)
- *         sm(7) rq_q rq_k rq_v rq_s rq_av rq_o rq_i rq_row (8 x 10) x_signed
+ *         sm(7) rq_q rq_k rq_v rq_s rq_av rq_o rq_i rq_row (8 x 10) x_signed zq zk zv
  * arrays: x w_q b_q w_k b_k w_v b_v w_f b_f w_row w_o b_o, 8 x (mul, add), out
  */
 static int32_t *acc_buf;
@@ -297,6 +301,9 @@ static int setup_block(int32_t ci, uint8_t *out)
     m->x = in[0];
     m->x_rs = p[5];
     m->x_signed = p[106];
+    m->zq = p[107];
+    m->zk = p[108];
+    m->zv = p[109];
     m->y = out;
     m->y_rs = p[6];
     m->acc_rs = p[7];
