@@ -171,7 +171,10 @@ def _mhsa_bytes(l: dict, node, graph, t: dict) -> dict[str, int]:
     if fwsa:
         want.update(wf=th * e * e, bf=th * e * 4, w_row=th * e, istar_rows=tx * e)
     else:
-        want.update(k_h=th * _a8(s * p), q_rows=tx * p * _eb(graph, a["q"].outputs[0]),
+        # K_h [S][P], then its zero-point correction [S] int32 when Q or K keeps a zero point
+        zp_qk = bool(a["scores"].attrs.get("zp_a") or a["scores"].attrs.get("zp_b"))
+        want.update(k_h=th * (_a8(s * p) + (4 * s if zp_qk else 0)),
+                    q_rows=tx * p * _eb(graph, a["q"].outputs[0]),
                     wq=th * p * e, wk=th * p * e, bq=th * p * 4, bk=th * p * 4)
     if a["softmax"] is not None and a["softmax"].attrs.get("kind") in ("isoftmax", "itamax"):
         want["softmax_lut"] = 1024
