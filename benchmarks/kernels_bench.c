@@ -299,6 +299,7 @@ static void run_block(int32_t ci, const int32_t *a)
     m.sm.log2 = c.l2;
     m.sm.group_width = 0;
     m.sm.n_levels = 256;
+    m.sm.rounded = 0;
     m.sm.lut = 0;
     m.rq_av = &rq_av;
     m.w_o = wo;
@@ -362,6 +363,7 @@ static void run_chunk(int32_t ci, const int32_t *a)
     t.sm.log2 = a[12];
     t.sm.group_width = 0;
     t.sm.n_levels = 256;
+    t.sm.rounded = 0;
     t.sm.lut = (int32_t *)arena_alloc(4 * KL_SM_LUT_WORDS);
     kl_softmax_lut(&t.sm, (int32_t *)t.sm.lut); /* a model constant: prepared once */
     t.v = vt;
@@ -490,7 +492,7 @@ static void run_case(int32_t ci, const int32_t *a)
         }
         prof_start();
         if (kind == B_ISOFTMAX)
-            kl_isoftmax(x, L, y, L, rows, L, p[2], p[3], p[4], p[5], 256, scr, 0, 1);
+            kl_isoftmax(x, L, y, L, rows, L, p[2], p[3], p[4], p[5], 256, 0, scr, 0, 1);
         else if (kind == B_SMROWS)
             kl_softmax_rows(x, L, y, L, rows, L, &sm, 0, 0, 1);
         else

@@ -510,7 +510,8 @@ _add(KernelDesc(
     c_functions={"default": "kl_isoftmax"},
     prototype=("void kl_isoftmax(const int8_t *x, int32_t x_rs, uint8_t *y, int32_t y_rs, "
                "int32_t rows, int32_t L, int32_t coeff_a, int32_t coeff_b, int32_t coeff_c, "
-               "int32_t log2, int32_t n_levels, int32_t *scratch, int core_id, int n_cores);"),
+               "int32_t log2, int32_t n_levels, int rounded, int32_t *scratch, int core_id, "
+               "int n_cores);"),
     dims=("rows", "L"),
     split_doc="rows (each row whole on one core)",
     split=lambda d, n: "rows",
@@ -533,6 +534,9 @@ _add(KernelDesc(
              lambda d: _isoftmax_ymax(d) * (d.get("n_levels", 256) - 1) <= I32_MAX
              and _isoftmax_ymax(d) * d["L"] <= I32_MAX),
         Rule("n_levels in [2, 256]", lambda d: 2 <= d.get("n_levels", 256) <= 256),
+        Rule("rounded (flag): 2*ymax*(n_levels-1) + ymax*L < 2^31 (the rounded numerator)",
+             lambda d: not d.get("rounded", 0) or _isoftmax_ymax(d) * (
+                 2 * (d.get("n_levels", 256) - 1) + d["L"]) <= I32_MAX),
     ),
     cost_unit="element",
     cost=lambda d: d["rows"] * d["L"],

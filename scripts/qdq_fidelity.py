@@ -496,7 +496,8 @@ def _float_ref(float_path: Path, feeds: dict) -> np.ndarray | None:
 
 
 PREVIOUS = QdqOptions(layernorm="ilayernorm", softmax_scores="int8", gelu="igelu",
-                      absorb_clip_codes=256, matmul_zero_points="absorb")  # before issue 12
+                      absorb_clip_codes=256, matmul_zero_points="absorb",
+                      softmax_rounding="floor")  # the lowering before issue 12
 TRAINED_EXAMPLE = "outlier_2block"
 
 

@@ -391,14 +391,14 @@ class Gen:
             raise ValueError(kind)
         return x, X, x_rs
 
-    def isoftmax(self, rows, L, coeffs, *, pad=0, kind="random", n_levels=256):
+    def isoftmax(self, rows, L, coeffs, *, pad=0, kind="random", n_levels=256, rounded=False):
         a, b, c, l2 = coeffs
         x, X, x_rs = self._rows_input(rows, L, pad, kind)
         y_rs = L + 1
-        y = ops.isoftmax(X, a, b, c, l2, n_levels)
+        y = ops.isoftmax(X, a, b, c, l2, n_levels, rounded)
         init, exp = out_buffer(self.rng, rows, L, y_rs, np.uint8, y)
-        self.add("isoftmax", f"{rows}x{L} {coeffs} {kind}", OP["ISOFTMAX"],
-                 [rows, L, x_rs, y_rs, a, b, c, l2, n_levels,
+        self.add("isoftmax", f"{rows}x{L} {coeffs} {kind}{' rounded' if rounded else ''}",
+                 OP["ISOFTMAX"], [rows, L, x_rs, y_rs, a, b, c, l2, n_levels, int(rounded),
                   kd.scratch_bytes("isoftmax", {"rows": rows, "L": L}, 1, self.isa)],
                  [x, init], exp)
 
@@ -626,6 +626,10 @@ def build_cases(isa: str) -> list[Case]:
                               (2, 33, "extreme"), (2, 7, "const")):
             g.isoftmax(rows, L, coeffs, pad=j % 3, kind=kind)
     g.isoftmax(9, 128, SOFTMAX_COEFFS[0], kind="narrow", n_levels=128)
+    for j, coeffs in enumerate(SOFTMAX_COEFFS):  # the rounded normalisation (QDQ int8 scores)
+        for rows, L, kind in ((3, 81, "narrow"), (1, 1, "random"), (2, 33, "extreme"),
+                              (2, 7, "const")):
+            g.isoftmax(rows, L, coeffs, pad=j % 3, kind=kind, rounded=True)
     for rows, L, kind in ((3, 81, "narrow"), (1, 1, "random"), (5, 16, "random"),
                           (2, 33, "extreme"), (2, 7, "const")):
         g.itamax(rows, L, pad=1, kind=kind)

@@ -119,13 +119,18 @@ def sm_params(sm: Node | None) -> list[int]:
             a.get("log2", 1), a.get("group_width", 1), a["n_levels"]]
 
 
+def _rounded(sm: Node | None) -> int:
+    """The kl_softmax_t.rounded flag of a softmax node (the harness's last parameter)."""
+    return int(bool(sm is not None and sm.attrs.get("rounded", False)))
+
+
 def golden_softmax(scores: np.ndarray, sm: Node | None) -> np.ndarray:
     if sm is None:
         return scores
     a = sm.attrs
     if a["kind"] == "isoftmax":
         return ops.isoftmax(scores, a["coeff_a"], a["coeff_b"], a["coeff_c"], a["log2"],
-                            a["n_levels"])
+                            a["n_levels"], a.get("rounded", False))
     if a["kind"] == "itamax":
         return ops.itamax(scores, a["n_levels"])
     return ops.ita_partial_max(scores, a["group_width"], a["n_levels"])
@@ -227,7 +232,7 @@ def block_case(group: str, desc: str, node: Node, vals: list, chunk: int, *,
     for r in rqs:
         params += r.params()
     x_signed = int(x.min() < 0 or x.max() <= 127)
-    params += [x_signed, zq, zk, zv]
+    params += [x_signed, zq, zk, zv, _rounded(a["softmax"])]
     arrays = [strided_buf(x, x_rs, rng, np.int8 if x_signed else np.uint8),
               _i8(wq) if wq is not None else _empty(), _i32(bq),
               _i8(wk) if wk is not None else _empty(), _i32(bk),
@@ -265,12 +270,13 @@ def _calib(acc: np.ndarray, target: float, rng, shift: int = 16, per: str = "ten
     return Requant(mul, ad, 2**shift, n_levels, signed)
 
 
-def _sm_node(kind: str | None, coeffs=None, n_levels=256, gw=8) -> Node | None:
+def _sm_node(kind: str | None, coeffs=None, n_levels=256, gw=8, rounded=False) -> Node | None:
     if kind is None:
         return None
     attrs = {"kind": kind, "n_levels": n_levels}
     if kind == "isoftmax":
         attrs.update(dict(zip(("coeff_a", "coeff_b", "coeff_c", "log2"), coeffs)))
+        attrs["rounded"] = rounded
     if kind == "itapartialmax":
         attrs["group_width"] = gw
     return Node("sm", "Softmax", [], [], attrs)
@@ -448,7 +454,7 @@ def chunk_case(g: "Gen", rows, S, D, P, *, sm=("isoftmax", SOFTMAX_COEFFS[0]), v
               int(use_lut), per_core, *sm_params(smn)]
     for r in (c_rq_s, c_rq_v, c_rq_i, c_rq_row):
         params += r.params()
-    params += [zk, zv, int(bool(zq or zk))]
+    params += [zk, zv, int(bool(zq or zk)), _rounded(smn)]
     vmat = V.T if v_trans else V
     arrays = [strided_buf(X, q_rs, rng), strided_buf(K, k_rs, rng), strided_buf(vmat, v_rs, rng),
               _i8(wf).reshape(-1) if wf is not None else _empty(), _i32(bf),
@@ -484,7 +490,7 @@ def softmax_case(g: "Gen", rows, L, sm, *, kind="random", use_lut=False, pad=2) 
         exp[r * y_rs: r * y_rs + L] = to8(y[r])
     per_core = kd.get("softmax_rows").scratch_bytes(
         {"rows": rows, "L": L, "softmax": SM_KIND[sm[0]], "lut_given": int(use_lut)}, 1, g.isa)
-    params = [rows, L, x_rs, y_rs, *sm_params(smn), int(use_lut), per_core]
+    params = [rows, L, x_rs, y_rs, *sm_params(smn), int(use_lut), per_core, _rounded(smn)]
     g.cases.append(Case("softmax", f"{sm} rows{rows} L{L} {kind} lut{int(use_lut)}", OP_SOFTMAX,
                         params, [strided_buf(x, x_rs, rng), init], exp.tobytes()))
 
@@ -590,6 +596,8 @@ def _build_cases(isa: str) -> list[Case]:
         (19, 7, 5, 3, 5, dict(sm=(None,), fwsa=True, row_term=True, per_col=True)),
         (7, 13, 9, 1, 6, dict(sm=("isoftmax", SOFTMAX_COEFFS[0]), fwsa=True, biases=False)),
         (1, 4, 2, 2, 1, dict(sm=("isoftmax", SOFTMAX_COEFFS[3]))),
+        (15, 12, 4, 3, 5, dict(sm=("isoftmax", SOFTMAX_COEFFS[3], 256, 8, True))),
+        (11, 10, 5, 2, 4, dict(sm=("isoftmax", SOFTMAX_COEFFS[4], 256, 8, True), fwsa=True)),
     ]
     for s, e, p, h, chunk, kw in syn:
         node, vals = synthetic_node(rng, s, e, p, h, **kw)
@@ -618,6 +626,10 @@ def _build_cases(isa: str) -> list[Case]:
                zp=(5, -5, 0))
     chunk_case(g, 7, 21, 12, 3, out_mode="acc_add", fwsa=True, per_col_v=True, zp=(0, 0, -4))
     chunk_case(g, 5, 33, 4, 9, out_mode="o8", v_trans=0, sm=("itamax", None), zp=(0, 7, 0))
+    # the rounded iSoftmax normalisation (QDQ int8 scores), with and without a prepared table
+    chunk_case(g, 9, 29, 7, 5, out_mode="acc_add", sm=("isoftmax", SOFTMAX_COEFFS[3], 256, 8, True))
+    chunk_case(g, 13, 40, 16, 8, out_mode="o8", use_lut=True, zp=(3, -2, 1),
+               sm=("isoftmax", SOFTMAX_COEFFS[4], 256, 8, True))
     # ---- the table-driven row softmax ------------------------------------------------------
     for j, coeffs in enumerate(SOFTMAX_COEFFS):
         for rows, L, kind in ((3, 81, "narrow"), (2, 7, "const"), (2, 33, "extreme"),
@@ -627,6 +639,9 @@ def _build_cases(isa: str) -> list[Case]:
         for rows, L, kind in ((3, 81, "narrow"), (2, 7, "const"), (2, 33, "extreme"),
                               (5, 20, "random")):
             softmax_case(g, rows, L, ("itamax", None, n), kind=kind, use_lut=rows % 2 == 1)
+    for rows, L, kind in ((3, 81, "narrow"), (2, 7, "const"), (2, 33, "extreme"), (1, 1, "random")):
+        softmax_case(g, rows, L, ("isoftmax", SOFTMAX_COEFFS[rows], 256, 8, True), kind=kind,
+                     use_lut=rows % 2 == 0)
     softmax_case(g, 3, 40, ("itapartialmax", None, 256, 8), kind="random")
     softmax_case(g, 2, 9, (None,), kind="random")
     return g.cases

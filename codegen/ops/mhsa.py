@@ -150,7 +150,7 @@ def emit(ctx: EmitContext, lp: LayerPlan, index: int) -> LayerCode:
         "zq": zq, "zk": zk, "zv": zv, "zp_k": bool(zq or zk), "kcorr_off": (S * P + 7) // 8 * 8,
         "rq": rq_lines, "sm_kind": kind,
         "sm": {k: int(sm.attrs.get(k, 0)) for k in ("coeff_a", "coeff_b", "coeff_c", "log2", "group_width",
-                                                   "n_levels")} if sm is not None else None,
+                                                   "n_levels", "rounded")} if sm is not None else None,
         "q_signed": rqm.signed(part_places["q"].rq) if fw is None else None,
         "k_signed": rqm.signed(part_places["k"].rq) if fw is None else None,
         "i_signed": rqm.signed(fw.rq_i) if fw is not None else None,

@@ -97,6 +97,7 @@ def emit(ctx: EmitContext, lp: LayerPlan, index: int) -> LayerCode:
         L["kind"] = a["kind"]
         L["sm"] = {k: int(a[k]) for k in ("coeff_a", "coeff_b", "coeff_c", "log2", "n_levels",
                                            "group_width") if k in a}
+        L["sm"]["rounded"] = int(bool(a.get("rounded", False)))
         if L["wide"] and (a["kind"] != "isoftmax" or not a.get("rounded")):
             raise PlannerError(f"code generator: layer {lp.name}: int16 softmax scores take the "
                                "rounded iSoftmax (kl_isoftmax_s16)")

@@ -56,6 +56,7 @@ static void layer_${L['ident']}(int core_id, int n_cores)
     a.sm.coeff_a = a.sm.coeff_b = a.sm.coeff_c = a.sm.log2 = a.sm.group_width = 0;
     a.sm.n_levels = 256;
 % endif
+    a.sm.rounded = ${L['sm']['rounded'] if L['sm'] is not None else 0};
     a.sm.lut = ${f"(const int32_t *){buf('softmax_lut')}" if L['lut'] else 'NULL'};
     a.w_f = NULL; a.b_f = NULL; a.rq_i = NULL; a.w_row = NULL; a.rq_row = NULL;
 % if L['fwsa']:

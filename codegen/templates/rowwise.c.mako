@@ -33,7 +33,7 @@ static void body_${L['ident']}(const nr_tile_t *t, int core_id, int n_cores)
         const int nc = R < n_cores ? (int)R : n_cores;
         if (core_id < nc)
             kl_isoftmax(${L['x']}, ${L['x_rs']}, (uint8_t *)${L['y']}, ${L['y_rs']}, R, C, ${L['sm']['coeff_a']}, ${L['sm']['coeff_b']},
-                        ${L['sm']['coeff_c']}, ${L['sm']['log2']}, ${L['sm']['n_levels']}, ${L['scratch']}, core_id, nc);
+                        ${L['sm']['coeff_c']}, ${L['sm']['log2']}, ${L['sm']['n_levels']}, ${L['sm']['rounded']}, ${L['scratch']}, core_id, nc);
     }
 % elif L['kind'] == 'itamax':
     kl_itamax(${L['x']}, ${L['x_rs']}, (uint8_t *)${L['y']}, ${L['y_rs']}, R, C, ${L['sm']['n_levels']}, core_id, n_cores);

@@ -152,7 +152,7 @@ void kl_transpose8(const void *x, int32_t x_rs, void *y, int32_t y_rs, int32_t r
  * ymax*L < 2^31 (see docs/kernels.md). */
 void kl_isoftmax(const int8_t *x, int32_t x_rs, uint8_t *y, int32_t y_rs, int32_t rows,
                  int32_t L, int32_t coeff_a, int32_t coeff_b, int32_t coeff_c, int32_t log2,
-                 int32_t n_levels, int32_t *scratch, int core_id, int n_cores);
+                 int32_t n_levels, int rounded, int32_t *scratch, int core_id, int n_cores);
 
 /* ITA hardware softmax. n_levels a power of two (2..256). Output uint8 in [0, n_levels-1]. */
 void kl_itamax(const int8_t *x, int32_t x_rs, uint8_t *y, int32_t y_rs, int32_t rows,
@@ -286,6 +286,9 @@ typedef struct kl_softmax {
     int32_t coeff_a, coeff_b, coeff_c, log2;  /* KL_SM_ISOFTMAX */
     int32_t group_width;                      /* KL_SM_ITAPARTIAL */
     int32_t n_levels;
+    /* KL_SM_ISOFTMAX: 1 = rounded normalisation floor((2*y*(n-1) + S) / (2*S)) (QDQ graphs: no
+     * -0.5 LSB bias), 0 = floored (QuantLib / Deeploy) */
+    int32_t rounded;
     /* optional: the table of these parameters (kl_softmax_lut, KL_SM_LUT_WORDS int32; a model
      * constant, so it may be built once or emitted as const data). NULL: built per call in
      * the kernel's scratch (about 2.5k instructions per call and core). */

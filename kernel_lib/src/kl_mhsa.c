@@ -148,7 +148,7 @@ KL_INLINE uint32_t kl_mh_ld32(const void *p)
 #endif
 
 static void kl_mh_isoftmax_row(const int8_t *xr, uint8_t *yr, int32_t L,
-                               const int32_t *KL_RESTRICT T, int32_t nm1)
+                               const int32_t *KL_RESTRICT T, int32_t nm1, int rounded)
 {
     const int32_t mx = kl_mh_rowmax(xr, L);
     const int32_t *Tm = T + mx; /* Tm[-x] = T[mx - x] */
@@ -164,9 +164,18 @@ static void kl_mh_isoftmax_row(const int8_t *xr, uint8_t *yr, int32_t L,
     for (; i < L; i++)
         sum += (uint32_t)Tm[-xr[i]];
     l = kl_mh_ceil_log2(sum);
-    if (l == 0) { /* sum == 1 */
+    if (l == 0) { /* sum == 1 (rounded: floor((2y(n-1) + 1) / 2) is the same) */
         for (i = 0; i < L; i++)
             yr[i] = (uint8_t)(Tm[-xr[i]] * nm1);
+        return;
+    }
+    if (rounded) { /* floor((2*y*(n-1) + S) / (2*S)): divisor 2S */
+        const uint32_t s2 = 2u * sum;
+        l = kl_mh_ceil_log2(s2);
+        m = (uint32_t)((((uint64_t)1 << (31 + l)) + s2 - 1) / s2);
+        sh = l - 1;
+        for (i = 0; i < L; i++)
+            yr[i] = kl_mh_div(2u * (uint32_t)(Tm[-xr[i]] * nm1) + sum, m, sh);
         return;
     }
     m = (uint32_t)((((uint64_t)1 << (31 + l)) + sum - 1) / sum);
@@ -263,7 +272,8 @@ static void kl_mh_softmax(const int8_t *x, int32_t x_rs, uint8_t *y, int32_t y_r
     switch (sm->kind) {
     case KL_SM_ISOFTMAX:
         for (r = r0; r < r1; r++)
-            kl_mh_isoftmax_row(x + r * x_rs, y + r * y_rs, L, T, sm->n_levels - 1);
+            kl_mh_isoftmax_row(x + r * x_rs, y + r * y_rs, L, T, sm->n_levels - 1,
+                               sm->rounded);
         break;
     case KL_SM_ITAMAX:
         for (r = r0; r < r1; r++)

@@ -38,7 +38,7 @@ KL_INLINE uint32_t kl_div_apply(uint32_t n, kl_divp_t p)
 
 void kl_isoftmax(const int8_t *x, int32_t x_rs, uint8_t *y, int32_t y_rs, int32_t rows,
                  int32_t L, int32_t coeff_a, int32_t coeff_b, int32_t coeff_c, int32_t log2,
-                 int32_t n_levels, int32_t *scratch, int core_id, int n_cores)
+                 int32_t n_levels, int rounded, int32_t *scratch, int core_id, int n_cores)
 {
     int32_t r0, r1, r, i;
     int32_t *ys = scratch + (int32_t)(core_id < 0 ? 0 : core_id) * L;
@@ -76,9 +76,15 @@ void kl_isoftmax(const int8_t *x, int32_t x_rs, uint8_t *y, int32_t y_rs, int32_
                 sum += v;
             }
         }
-        dp = kl_div_prep((uint32_t)sum);
-        for (i = 0; i < L; i++)
-            yr[i] = (uint8_t)kl_div_apply((uint32_t)(ys[i] * nm1), dp);
+        if (rounded) { /* floor((2*y*(n-1) + S) / (2*S)) */
+            dp = kl_div_prep(2u * (uint32_t)sum);
+            for (i = 0; i < L; i++)
+                yr[i] = (uint8_t)kl_div_apply(2u * (uint32_t)(ys[i] * nm1) + (uint32_t)sum, dp);
+        } else {
+            dp = kl_div_prep((uint32_t)sum);
+            for (i = 0; i < L; i++)
+                yr[i] = (uint8_t)kl_div_apply((uint32_t)(ys[i] * nm1), dp);
+        }
     }
 }
 

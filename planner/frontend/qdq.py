@@ -87,6 +87,10 @@ class QdqOptions:
     # onnxruntime's calibrated range (it would clip the rows whose maxima lie low), else int8;
     # "int8" / "int16" force one
     softmax_scores: str = "auto"
+    # iSoftmax normalisation of int8 scores: "round" = floor((2y(n-1) + S) / 2S), within 1/2 LSB
+    # of the float softmax of the same logits; "floor" = QuantLib's floor(y(n-1) / S), -0.5 LSB
+    # on average (int16 scores are always rounded)
+    softmax_rounding: str = "round"
     # GELU: "table" = Lut of the exact erf GELU of every 8-bit input code, rounded onto the
     # output grid (within rounding of float; no polynomial); "igelu" = I-BERT's iGELU
     gelu: str = "table"
@@ -1004,8 +1008,8 @@ class _Importer:
             e = rec.inputs[0].fam.eff_scale
             assert math.isclose(e * levels, LN2, rel_tol=1e-12)
         consts = isoftmax_consts(levels)
-        if rec.inputs[0].fam.bits == 16 and "pre_rq" not in rec.p:
-            consts["rounded"] = True  # kl_isoftmax_s16 / the MHSA wide-score mode round
+        if (rec.inputs[0].fam.bits == 16 and "pre_rq" not in rec.p) or self.opt.softmax_rounding == "round":
+            consts["rounded"] = True  # kl_isoftmax_s16 / the MHSA wide-score mode always round
         self.node(rec.name, "Softmax", [src], [rec.out.name], **consts)
 
     def emit_layernorm(self, rec: _Rec) -> None:

@@ -280,6 +280,7 @@ static kl_softmax_t mk_sm(const int32_t *p)
     sm.log2 = p[4];
     sm.group_width = p[5];
     sm.n_levels = p[6];
+    sm.rounded = 0; /* the floored and rounded forms cost the same loop */
     sm.lut = 0;
     if (sm.kind == KL_SM_ISOFTMAX || sm.kind == KL_SM_ITAMAX) {
         int32_t *t = (int32_t *)arena_alloc(4 * KL_SM_LUT_WORDS);
@@ -297,7 +298,7 @@ static void softmax(int kind, const int32_t *p, int core, int nc)
     if (kind == C_ISOFTMAX) {
         int32_t *scr = (int32_t *)arena_alloc((uint32_t)(4 * L * nc));
         prof_start();
-        kl_isoftmax(x, L, y, L, rows, L, p[2], p[3], p[4], p[5], p[6], scr, core, nc);
+        kl_isoftmax(x, L, y, L, rows, L, p[2], p[3], p[4], p[5], p[6], 0, scr, core, nc);
         prof_stop();
     } else if (kind == C_ITAMAX) {
         prof_start();

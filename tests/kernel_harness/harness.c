@@ -280,9 +280,9 @@ static void run_kernel(case_t *c, void *out, int core, int nc)
         kl_zp_sums(ARR(0), p[0], p[1], p[2], p[3], p[4], p[5], p[6], (int32_t *)out, c->scratch,
                    core, nc);
         break;
-    case OP_ISOFTMAX: /* rows L x_rs y_rs A B C log2 n; arrays x out */
+    case OP_ISOFTMAX: /* rows L x_rs y_rs A B C log2 n rounded; arrays x out */
         kl_isoftmax((const int8_t *)ARR(0), p[2], (uint8_t *)out, p[3], p[0], p[1], p[4], p[5],
-                    p[6], p[7], p[8], (int32_t *)c->scratch, core, nc);
+                    p[6], p[7], p[8], p[9], (int32_t *)c->scratch, core, nc);
         break;
     case OP_ITAMAX: /* rows L x_rs y_rs n */
         kl_itamax((const int8_t *)ARR(0), p[2], (uint8_t *)out, p[3], p[0], p[1], p[4], core,

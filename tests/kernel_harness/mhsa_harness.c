@@ -183,7 +183,8 @@ static void rq_from(const int32_t *p, void *mul, void *add, kl_rq_t *rq)
     rq->is_signed = p[9];
 }
 
-/* softmax block (7 params): kind a b c log2 group_width n_levels */
+/* softmax block (7 params): kind a b c log2 group_width n_levels (the rounded flag is the
+ * last parameter of each case: chunk p[72], block p[110], softmax p[13]) */
 static void sm_from(const int32_t *p, kl_softmax_t *sm)
 {
     sm->kind = p[0];
@@ -193,6 +194,7 @@ static void sm_from(const int32_t *p, kl_softmax_t *sm)
     sm->log2 = p[4];
     sm->group_width = p[5];
     sm->n_levels = p[6];
+    sm->rounded = 0; /* set by the caller from its last parameter */
     sm->lut = 0;
 }
 
@@ -229,6 +231,7 @@ static int setup_chunk(int32_t ci, uint8_t *out)
     a->k_signed = p[17];
     a->v_signed = p[18];
     sm_from(p + 22, &a->sm);
+    a->sm.rounded = p[72];
     rq_from(p + 29, in[8], in[9], &rqs[0]);
     rq_from(p + 39, in[10], in[11], &rqs[1]);
     rq_from(p + 49, in[12], in[13], &rqs[2]);
@@ -309,6 +312,7 @@ static int setup_block(int32_t ci, uint8_t *out)
     m->acc_rs = p[7];
     m->chunk = p[8];
     sm_from(p + 19, &m->sm);
+    m->sm.rounded = p[110];
     for (i = 0; i < 8; i++)
         rq_from(p + 26 + 10 * i, in[12 + 2 * i], in[13 + 2 * i], &rqs[i]);
     m->w_q = (const int8_t *)in[1];
@@ -379,6 +383,7 @@ static void run_case(int op, uint8_t *out, int core, int nc)
         /* softmax: rows L x_rs y_rs sm(7) use_lut scratch_per_core; arrays x out */
         kl_softmax_t sm;
         sm_from(p + 4, &sm);
+        sm.rounded = p[13];
         if (p[11]) {
             kl_softmax_lut(&sm, lut_buf);
             sm.lut = lut_buf;
