@@ -153,6 +153,8 @@ def make_rq(rng, kind: str, rows: int, cols: int, acc_mag: float, *, signed=None
 def strided(rng, rows: int, cols: int, rs: int, lo: int, hi: int, dtype, extreme=False):
     """A [rows][cols] matrix inside a buffer with row stride rs, cut right after the last
     element. Returns (flat buffer, logical matrix as int64)."""
+    info = np.iinfo(dtype)
+    assert info.min <= lo <= hi <= info.max, f"[{lo}, {hi}] leaves {np.dtype(dtype).name}"
     if extreme:
         buf = rng.choice(np.array([lo, hi, lo, hi, 0, 1, -1 if lo < 0 else 2]), (rows, rs))
     else:
@@ -436,9 +438,9 @@ class Gen:
         rng = self.rng
         lo, hi = RANGE[x_dtype]
         x_rs = L + pad
-        if kind == "narrow":
-            c = int(rng.integers(lo + 8, hi - 8))
+        if kind == "narrow":  # c +- w_ inside the dtype's range (else the buffer would wrap)
             w_ = max(2, (hi - lo) // 100)
+            c = int(rng.integers(lo + w_, hi - w_ + 1))
             x, X = strided(rng, rows, L, x_rs, c - w_, c + w_, NP_DT[x_dtype])
         elif kind == "const":
             v = int(rng.integers(lo, hi + 1))
