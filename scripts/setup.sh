@@ -31,8 +31,11 @@ if [ "$need" = 1 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${APT[@]}" >/dev/null
 fi
 
+# editable_mode=compat: the checkout goes on sys.path through a plain .pth line; the default
+# editable finder costs every `planner` process ~40 ms of imports at start (issue 9,
+# benchmarks/startup_bench.py)
 if [ "${1:-}" = "--test" ]; then
-  python3 -m pip install -q --disable-pip-version-check -e ".[test]"
+  python3 -m pip install -q --disable-pip-version-check -e ".[test]" --config-settings editable_mode=compat
 else
-  python3 -m pip install -q --disable-pip-version-check -e .
+  python3 -m pip install -q --disable-pip-version-check -e . --config-settings editable_mode=compat
 fi
