@@ -90,6 +90,14 @@ void kl_softmax_lut(const kl_softmax_t *sm, int32_t *lut)
 /* Exact division by the row sum (Granlund-Montgomery, as kl_isoftmax; see kl_softmax.c):
  * floor(n/S) = ((n*m) >> 32) >> (l-1) for every n < 2^31, l = ceil(log2 S) >= 1,
  * m = ceil(2^(31+l)/S). */
+/* m = ceil(2^(31+l)/d) < 2^32 for l = ceil(log2 d) >= 1. Out of line: computed inline, GCC kept
+ * the 64-bit quotient and multiplied every element by all of it (a 64-bit multiply per element
+ * of the row loops below, ~1.5 instructions more per element on Cortex-M7). */
+static uint32_t __attribute__((noinline)) kl_mh_recip(uint32_t d, int32_t l)
+{
+    return (uint32_t)((((uint64_t)1 << (31 + l)) + d - 1) / d);
+}
+
 KL_INLINE uint8_t kl_mh_div(uint32_t n, uint32_t m, int32_t sh)
 {
     return (uint8_t)((uint32_t)(((uint64_t)n * m) >> 32) >> sh);
@@ -147,8 +155,12 @@ KL_INLINE uint32_t kl_mh_ld32(const void *p)
 #define KL_B3(d) ((d) >> 24)
 #endif
 
-static void kl_mh_isoftmax_row(const int8_t *xr, uint8_t *yr, int32_t L,
-                               const int32_t *KL_RESTRICT T, int32_t nm1, int rounded)
+/* One iSoftmax row through the table; RND (a constant in each instance below): the rounded
+ * normalisation. Two instances, the rounded one out of line: with a run-time flag in one body
+ * GCC merged the two normalisation loops, and the floored one paid a 64-bit multiply per element
+ * (+160 instructions per row of 81 on Cortex-M7). */
+KL_INLINE void kl_mh_isoftmax_row_t(const int8_t *xr, uint8_t *yr, int32_t L,
+                                    const int32_t *KL_RESTRICT T, int32_t nm1, const int RND)
 {
     const int32_t mx = kl_mh_rowmax(xr, L);
     const int32_t *Tm = T + mx; /* Tm[-x] = T[mx - x] */
@@ -169,16 +181,16 @@ static void kl_mh_isoftmax_row(const int8_t *xr, uint8_t *yr, int32_t L,
             yr[i] = (uint8_t)(Tm[-xr[i]] * nm1);
         return;
     }
-    if (rounded) { /* floor((2*y*(n-1) + S) / (2*S)): divisor 2S */
+    if (RND) { /* floor((2*y*(n-1) + S) / (2*S)): divisor 2S */
         const uint32_t s2 = 2u * sum;
         l = kl_mh_ceil_log2(s2);
-        m = (uint32_t)((((uint64_t)1 << (31 + l)) + s2 - 1) / s2);
+        m = kl_mh_recip(s2, l);
         sh = l - 1;
         for (i = 0; i < L; i++)
             yr[i] = kl_mh_div(2u * (uint32_t)(Tm[-xr[i]] * nm1) + sum, m, sh);
         return;
     }
-    m = (uint32_t)((((uint64_t)1 << (31 + l)) + sum - 1) / sum);
+    m = kl_mh_recip(sum, l);
     sh = l - 1;
     i = 0;
 #if KL_ARM_DSP
@@ -192,6 +204,20 @@ static void kl_mh_isoftmax_row(const int8_t *xr, uint8_t *yr, int32_t L,
 #endif
     for (; i < L; i++)
         yr[i] = kl_mh_div((uint32_t)(Tm[-xr[i]] * nm1), m, sh);
+}
+
+static void kl_mh_isoftmax_row(const int8_t *xr, uint8_t *yr, int32_t L,
+                               const int32_t *KL_RESTRICT T, int32_t nm1)
+{
+    kl_mh_isoftmax_row_t(xr, yr, L, T, nm1, 0);
+}
+
+static void __attribute__((noinline)) kl_mh_isoftmax_row_rounded(const int8_t *xr, uint8_t *yr,
+                                                                int32_t L,
+                                                                const int32_t *KL_RESTRICT T,
+                                                                int32_t nm1)
+{
+    kl_mh_isoftmax_row_t(xr, yr, L, T, nm1, 1);
 }
 
 static void kl_mh_itamax_row(const int8_t *xr, uint8_t *yr, int32_t L,
@@ -271,9 +297,12 @@ static void kl_mh_softmax(const int8_t *x, int32_t x_rs, uint8_t *y, int32_t y_r
     int32_t r, i;
     switch (sm->kind) {
     case KL_SM_ISOFTMAX:
-        for (r = r0; r < r1; r++)
-            kl_mh_isoftmax_row(x + r * x_rs, y + r * y_rs, L, T, sm->n_levels - 1,
-                               sm->rounded);
+        if (sm->rounded)
+            for (r = r0; r < r1; r++)
+                kl_mh_isoftmax_row_rounded(x + r * x_rs, y + r * y_rs, L, T, sm->n_levels - 1);
+        else
+            for (r = r0; r < r1; r++)
+                kl_mh_isoftmax_row(x + r * x_rs, y + r * y_rs, L, T, sm->n_levels - 1);
         break;
     case KL_SM_ITAMAX:
         for (r = r0; r < r1; r++)
