@@ -863,7 +863,7 @@ def mhsa_block_scratch(d: Dims, n_cores: int, isa: str) -> int:
     core = _mhsa_core_bytes(S, E if fwsa else P, P, max(E, S, P, 1), _sm_needs_lut(d),
                             fwsa and bool(d.get("row_term", 0)), True, True, isa,
                             bool(d.get("wide_scores", 0)), zp_k or bool(d.get("zp_v", 0)))
-    kv = _a8(P * S) + (0 if fwsa else _a8(S * P)) + (4 * S if zp_k else 0)
+    kv = sum(mhsa_kv_bytes({"S": S, "P": P, "fwsa": int(fwsa), "zp_k": int(zp_k)}).values())
     copies = 1 if (d.get("shared_kv", 1) or n_cores <= 1) else n_cores
     return copies * kv + n_cores * core
 
@@ -1109,7 +1109,12 @@ def mhsa_kv_bytes(d: Dims) -> dict[str, int]:
     S, P = d["S"], d["P"]
     if d.get("fwsa", 0):
         return {"k_h": 0, "v_h": _a8(P * S)}
-    return {"k_h": _a8(S * P) + (4 * S if d.get("zp_k", 0) else 0), "v_h": _a8(P * S)}
+    return {"k_h": mhsa_k_corr_offset(S, P) + (4 * S if d.get("zp_k", 0) else 0), "v_h": _a8(P * S)}
+
+
+def mhsa_k_corr_offset(S: int, P: int) -> int:
+    """Byte offset of k_corr [S] int32 in a head's K_h buffer (right after K_h [S][P])."""
+    return _a8(S * P)
 
 
 # ------------------------------------------------------------------------------------------

@@ -175,12 +175,6 @@ def strided_buf(mat: np.ndarray, rs: int, rng, dtype=np.int8) -> np.ndarray:
     return buf.reshape(-1)[: (rows - 1) * rs + cols].astype(dtype)
 
 
-def _standard_zps(node: Node) -> tuple[int, int, int]:
-    """The zero points of the standard form (also of an FWSA node run unfused)."""
-    sc = node.attrs["scores"].attrs
-    return int(sc.get("zp_a", 0)), int(sc.get("zp_b", 0)), mhsa_zero_points(node)[2]
-
-
 def block_case(group: str, desc: str, node: Node, vals: list, chunk: int, *,
                use_fwsa: bool, isa: str, use_lut: bool = False, rng=None) -> Case:
     """One kl_mhsa_block case from an MHSA node (standard or FWSA form) and its input values."""
@@ -221,7 +215,7 @@ def block_case(group: str, desc: str, node: Node, vals: list, chunk: int, *,
                 row_term=int(w_row is not None), softmax=SM_KIND[a["softmax"].attrs["kind"]
                                                                  if a["softmax"] else None],
                 lut_given=int(use_lut), wide_scores=int(rq_s.n_levels == 65536))
-    zq, zk, zv = mhsa_zero_points(node) if fw is not None else _standard_zps(node)
+    zq, zk, zv = mhsa_zero_points(node, fused=fw is not None)
     dims.update(zp_k=int(bool(zq or zk)), zp_v=int(bool(zv)))
     own = kd.get("mhsa_block").scratch_bytes({**dims, "shared_kv": 0}, 8, isa)
     shared = kd.get("mhsa_block").scratch_bytes({**dims, "shared_kv": 1}, 8, isa)

@@ -24,7 +24,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from planner.errors import PlannerError
+from planner.errors import PlannerError, UsageError
 from planner.frontend import load_graph
 from planner.frontend.qdq import QdqOptions, dequantize_output, quantize_input
 from planner.frontend.qdq_fixed import (LN2, fixed_point, igelu_consts, ilayernorm_consts,
@@ -577,3 +577,12 @@ def test_cli_int16_option(capsys, tmp_path):
                  "b0.res1.out", "--expect", str(tmp_path / "out.npz")]) == 0
     assert main(["golden", str(TRAINED), "--inputs", str(tmp_path / "in.npz"), "--int16",
                  "off", "--expect", str(tmp_path / "out.npz")]) == 1
+
+
+@pytest.mark.parametrize("field, value", [("matmul_zero_points", "drop"), ("softmax_rounding", "up"),
+                                          ("layernorm", "float"), ("gelu", "tanh")])
+def test_lowering_option_checked(field, value):
+    """A misspelt lowering choice is a usage error that names the option and the choices, not a
+    silent fall-back to another lowering."""
+    with pytest.raises(UsageError, match=f"{field}='{value}': expected one of"):
+        QdqOptions(**{field: value})

@@ -147,7 +147,7 @@ def emit(ctx: EmitContext, lp: LayerPlan, index: int) -> LayerCode:
         "xk": xk, "acck": acck, "yk": yk, "locals": locals_,
         "kh_bytes": kv["k_h"], "vh_bytes": kv["v_h"],
         # zero points kept by Q, K, V (QDQ): K_h's correction follows K_h in its buffer
-        "zq": zq, "zk": zk, "zv": zv, "zp_k": bool(zq or zk), "kcorr_off": (S * P + 7) // 8 * 8,
+        "zq": zq, "zk": zk, "zv": zv, "zp_k": bool(zq or zk), "kcorr_off": kd.mhsa_k_corr_offset(S, P),
         "rq": rq_lines, "sm_kind": kind,
         "sm": {k: int(sm.attrs.get(k, 0)) for k in ("coeff_a", "coeff_b", "coeff_c", "log2", "group_width",
                                                    "n_levels", "rounded")} if sm is not None else None,

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from planner.errors import PlannerError
+from planner.errors import PlannerError, UsageError
 from planner.frontend.onnx_io import GraphInput, attr_dict, constants
 from planner.frontend.qdq_fixed import (LN2, WIDE_LEVELS, FixedPointError, fixed_point,
                                         igelu_consts, ilayernorm_consts, isoftmax_consts,
@@ -96,6 +96,15 @@ class QdqOptions:
     gelu: str = "table"
     # int16 residual stream: auto | off | TENSOR,... (planner/transforms/int16.py)
     int16: str = "off"
+
+    def __post_init__(self) -> None:
+        choices = {"layernorm": ("qdq", "ilayernorm"), "softmax_scores": ("auto", "int8", "int16"),
+                   "softmax_rounding": ("round", "floor"), "gelu": ("table", "igelu"),
+                   "matmul_zero_points": ("carry", "absorb")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise UsageError(f"QDQ lowering option {name}={getattr(self, name)!r}: expected "
+                                 f"one of {', '.join(allowed)}")
 
 
 # ------------------------------------------------------------------------------------------

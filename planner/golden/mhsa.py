@@ -20,13 +20,15 @@ from planner.golden import ops
 from planner.ir import Node, Requant
 
 
-def mhsa_zero_points(node: Node) -> tuple[int, int, int]:
+def mhsa_zero_points(node: Node, fused: bool | None = None) -> tuple[int, int, int]:
     """(zq, zk, zv): the zero points the attention operands of an MHSA node keep (QDQ graphs
     whose Q, K, V are not zero-point free; 0 elsewhere): scores = (Q - zq)·(K - zk)ᵀ,
-    O = probs·(V - zv). The FWSA form has no Q or K (the transform folds their zero points)."""
+    O = probs·(V - zv). The FWSA form has no Q or K (the transform folds their zero points);
+    fused: the form (None: FWSA when the node has it; False: the standard form of any node)."""
     a = node.attrs
     sc, av = a["scores"].attrs, a["av"].attrs
-    fused = a.get("fwsa") is not None
+    if fused is None:
+        fused = a.get("fwsa") is not None
     return (0 if fused else int(sc.get("zp_a", 0)), 0 if fused else int(sc.get("zp_b", 0)),
             int(av.get("zp_b", 0)))
 
@@ -93,10 +95,7 @@ def mhsa_depth_first(node: Node, x: list[np.ndarray | None], rows: int = 8,
     if fw is not None:  # standard form of an FWSA node: its inputs are [x, w_f, b_f, v, o ...]
         wq, bq, wk, bk = fw.unfused_consts
         x = [x[0], wq, bq, wk, bk] + list(x[3:7])
-        sc = a["scores"].attrs
-        return _mhsa_standard(node, x, rows, probe, (int(sc.get("zp_a", 0)), int(sc.get("zp_b", 0)),
-                                                      mhsa_zero_points(node)[2]))
-    return _mhsa_standard(node, x, rows, probe, mhsa_zero_points(node))
+    return _mhsa_standard(node, x, rows, probe, mhsa_zero_points(node, fused=False))
 
 
 def _mhsa_standard(node: Node, x: list[np.ndarray | None], rows: int, probe: dict | None,

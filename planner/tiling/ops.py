@@ -14,6 +14,7 @@ from math import prod
 from planner.analysis import node_macs
 from planner.cost import CostParams
 from planner.errors import PlannerError
+from planner.golden.mhsa import mhsa_zero_points
 from planner.ir import DTYPE_BYTES, Graph, Node
 from planner.tiling.desc import (BufferSpec, ComputeTerm, LayerDesc, LoopDim, OverheadTerm, Variant,
                                  candidate_sizes)
@@ -537,12 +538,6 @@ def _mhsa_chunk(ctx: BuildContext, s: int, d: int, p: int, e_out: int, sm_node, 
                   _operand_bytes(kernel("mhsa_block", ctx.isa), "acc"), k.desc.cost(dims))
 
 
-def _zv(node: Node) -> int:
-    from planner.golden.mhsa import mhsa_zero_points
-
-    return mhsa_zero_points(node)[2]
-
-
 def _wide_scores(scores: Node) -> bool:
     """int16 softmax scores (QDQ graphs): kl_mhsa_chunk's wide-score mode."""
     rq = scores.attrs.get("rq")
@@ -669,8 +664,6 @@ def mhsa_dft(ctx: BuildContext, node: Node) -> LayerDesc:
     cores = ctx.cores
     lin = kernel("linear", ctx.isa)
     sm_node = a["softmax"]
-    from planner.golden.mhsa import mhsa_zero_points
-
     zq, zk, zv = mhsa_zero_points(node)
     ch = _mhsa_chunk(ctx, s, p, p, e, sm_node, False, False, _wide_scores(a["scores"]),
                      zp=(bool(zq or zk), bool(zv)))
@@ -797,7 +790,7 @@ def mhsa_fwsa_dft(ctx: BuildContext, node: Node) -> LayerDesc:
     ch = _mhsa_chunk(ctx, s, e, p, e, sm_node, kmode, kmode,
                      fw.rq_scores is not None and fw.rq_scores.n_levels > 256,
                      rq_i_cols=bool(rq_axes(_per_head(fw.rq_i, h)).get("rq_n")) if kmode else False,
-                     zp=(False, bool(_zv(node))))
+                     zp=(False, bool(mhsa_zero_points(node)[2])))
     ebx, eby = ctx.eb(x), ctx.eb(y)
     v_t = a["v"].outputs[0]
     dh = LoopDim("h", h, candidate_sizes(h, lambda t: True))
