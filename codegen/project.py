@@ -168,13 +168,14 @@ def _const_bytes(data: np.ndarray, dtype: str) -> bytes:
     return np.asarray(data, dtype=np.int64).astype(np_t).tobytes()
 
 
+_DECIMAL = [str(b) for b in range(256)]  # a table look-up: twice as fast as str() per byte
+
+
 def c_bytes(data: bytes, per_line: int = 24) -> str:
     if not data:
         return "0"
-    lines = []
-    for i in range(0, len(data), per_line):
-        lines.append("    " + ",".join(str(b) for b in data[i:i + per_line]))
-    return ",\n".join(lines)
+    return ",\n".join("    " + ",".join(map(_DECIMAL.__getitem__, data[i:i + per_line]))
+                       for i in range(0, len(data), per_line))
 
 
 def test_inputs(graph: Graph, seed: int, arrays: list[np.ndarray] | None = None) -> list[np.ndarray]:
@@ -202,9 +203,9 @@ def render_inputs(inputs: list[TensorIO], arrays: list[np.ndarray]) -> str:
 
 def emit(plan: Plan, graph: Graph, out_dir: str | Path) -> Emitted:
     """Write the C project of `plan` into out_dir/c (replacing an older one)."""
-    if not plan.to_dict().get("deployable", True):
+    if not plan.deployable:
         raise PlannerError("code generator: the plan is marked not deployable "
-                           f"({'; '.join(plan.to_dict().get('not_deployable', []))}): no C project")
+                           f"({'; '.join(plan.not_deployable)}): no C project")
     io = io_map(plan, graph)
     ctx = io.ctx
     layers = [_emit_layer(ctx, k) for k in range(len(plan.layers))]

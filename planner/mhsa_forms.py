@@ -14,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from planner.cost import CostParams, Evaluation, estimate_uncertainty, hw_fields
+from planner.cost import CostParams, estimate_uncertainty, hw_fields
 from planner.errors import PlannerError
 from planner.hw import HardwareModel
 from planner.ir import LAYOUT_OPS, Graph, Node
@@ -186,7 +186,7 @@ def _dev_dict(d: dict) -> dict:
 def _dft_figures(r: TileResult | None, x_bytes: int, y_bytes: int, s: int, e: int) -> dict | None:
     if r is None:
         return None
-    peak, tensors, buffers = _dft_moment(r.variant, r.evaluation, x_bytes, y_bytes, s, e)
+    peak, tensors, buffers = _dft_moment(r.variant, r.evaluation.activation_bytes, x_bytes, y_bytes, s, e)
     return {"variant": r.variant.label, "tiles": dict(r.evaluation.tiles), "est_cycles": r.evaluation.cycles,
             "peak_bytes": peak, "tensor_bytes": tensors, "buffer_bytes": buffers}
 
@@ -407,7 +407,8 @@ def _min_peak_dft(tiler: Tiler, desc: LayerDesc, cap: int, stage_cap: int | None
         if tab is not None and len(tab):
             fronts.append((v, tab, -tab.aligned))  # aligned decreases along the front
     caps = sorted({int(a) for _, tab, _ in fronts for a in tab.aligned if a <= cap})
-    best, seen = None, {}
+    best = None  # (peak, variant index, row, capacity): the first capacity reaching the lowest peak
+    seen: dict[tuple[int, int], int] = {}
     for c in caps:
         pick = None
         for vi, (v, tab, neg) in enumerate(fronts):
@@ -422,28 +423,26 @@ def _min_peak_dft(tiler: Tiler, desc: LayerDesc, cap: int, stage_cap: int | None
         _, vi, i = pick
         if (vi, i) not in seen:
             v, tab, _ = fronts[vi]
-            tiles, double = tab.row(i)
-            ev = evaluate(tiler.params, v, tiles, double)
-            seen[(vi, i)] = (_dft_peak(v, ev, x_bytes, y_bytes, s, e), v, ev)
-        peak, v, ev = seen[(vi, i)]
-        if best is None or peak < best["peak_bytes"]:
-            best = {"peak_bytes": peak, "h": ev.tiles["h"], "x": ev.tiles["x"], "variant": v.label,
-                    "est_cycles": ev.cycles, "capacity": c}
-    return best
+            seen[(vi, i)] = _dft_moment(v, int(tab.activation[i]), x_bytes, y_bytes, s, e)[0]
+        if best is None or seen[(vi, i)] < best[0]:
+            best = (seen[(vi, i)], vi, i, c)
+    if best is None:
+        return None
+    peak, vi, i, c = best
+    v, tab, _ = fronts[vi]
+    ev = evaluate(tiler.params, v, *tab.row(i))
+    return {"peak_bytes": peak, "h": ev.tiles["h"], "x": ev.tiles["x"], "variant": v.label,
+            "est_cycles": ev.cycles, "capacity": c}
 
 
-def _dft_peak(v: Variant, ev: Evaluation, x_bytes: int, y_bytes: int, s: int, e: int) -> int:
-    return _dft_moment(v, ev, x_bytes, y_bytes, s, e)[0]
-
-
-def _dft_moment(v: Variant, ev: Evaluation, x_bytes: int, y_bytes: int, s: int,
+def _dft_moment(v: Variant, activation_bytes: int, x_bytes: int, y_bytes: int, s: int,
                 e: int) -> tuple[int, int, int]:
     """Depth-first peak (peak, tensors, buffers): the chunk moment (compute-level activation
     buffers + x in L2 + an L2 accumulator) or the write-out moment (x and y in L2 + the int32
     accumulator), whichever is higher."""
     acc_l2 = 0 if v.attrs.get("acc_local", True) else s * e * 4
     # x itself lives in L2 (on a target without L1 it is not in the compute-level footprint either)
-    chunk = (ev.activation_bytes + x_bytes + acc_l2, x_bytes, ev.activation_bytes + acc_l2)
+    chunk = (activation_bytes + x_bytes + acc_l2, x_bytes, activation_bytes + acc_l2)
     writeout = (x_bytes + s * e * 4 + y_bytes, x_bytes + y_bytes, s * e * 4)
     return max(chunk, writeout)
 

@@ -100,7 +100,7 @@ def test_cpsat_aligned_capacity(cap):
 
 def test_table_front_matches_evaluator():
     """Every point of a candidate table's front is what planner.cost.evaluate says of its tiles
-    and buffering (cycles, bytes, aligned bytes)."""
+    and buffering (cycles, bytes, aligned bytes, activation bytes)."""
     for g, node in (_linear_graph(20, 12, 16), _mhsa_graph(6, 4, 2, 2)):
         ctx, params = _ctx(g)
         for v in describe(ctx, node).variants:
@@ -111,7 +111,8 @@ def test_table_front_matches_evaluator():
                 ev = evaluate(params, t.variant, tiles, double)
                 al = sum(-(-b.tile_bytes // 4) * 4 * b.copies for b in ev.buffers if b.present
                          and b.access != "inplace" and (b.access == "dma" or b.kind in ("local", "scratch")))
-                assert (ev.cost, ev.footprint + ev.staging, al) == (t.cost[i], t.nbytes[i], t.aligned[i])
+                assert (ev.cost, ev.footprint + ev.staging, al, ev.activation_bytes) == \
+                    (t.cost[i], t.nbytes[i], t.aligned[i], t.activation[i])
 
 
 def test_pareto_front_exact():

@@ -63,9 +63,9 @@ class Table:
     nbytes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))   # footprint + staging
     aligned: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     staging: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    # single-buffered figures of every tile combo (for peak enumerations)
-    single_footprint: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    single_activation: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    # compute-level activation bytes (weights excluded; Evaluation.activation_bytes): what a
+    # depth-first peak is made of, read from the front without evaluating each point again
+    activation: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def tiles(self, combo: int) -> dict[str, int]:
         idx = np.unravel_index(int(combo), [len(c) for c in self.cands]) if self.cands else ()
@@ -202,14 +202,13 @@ def build_table(params: CostParams, v: Variant, align: int = 1, staging_capacity
     choices = choices.reshape(max(1, choices.shape[0]), len(groups))
     k = choices.shape[0]
     table = Table(v, align, staging_capacity, order, cands, [tuple(it[0] for it in g) for g in groups], m * k)
-    table.single_footprint, table.single_activation = foot, act
     if m * k > max_rows:
         return None
     # rows: (combo, choice) -> figures, shape (m, k)
     hid = np.repeat(hidden[:, None], k, axis=1)
-    f, fa, st = (np.repeat(a[:, None], k, axis=1) for a in (foot, foot_al, stage))
+    f, fa, st, ac = (np.repeat(a[:, None], k, axis=1) for a in (foot, foot_al, stage, act))
     for gi, g in enumerate(groups):
-        _, gain, tb, tba, staged, _ = g[0]
+        _, gain, tb, tba, staged, activation = g[0]
         c = choices[:, gi][None, :]
         if not np.any(c):
             continue
@@ -218,6 +217,8 @@ def build_table(params: CostParams, v: Variant, align: int = 1, staging_capacity
         fa = fa + tba[:, None] * c
         if staged:
             st = st + tb[:, None] * c
+        if activation:
+            ac = ac + tb[:, None] * c
     # exposed = all transfers - the hidden (doubled) parts; cost = max(compute, hidden) + exposed + waits
     # + overhead
     cost = np.maximum(compute[:, None], hid) + (dma_all[:, None] - (hid - hidden[:, None])) \
@@ -230,12 +231,12 @@ def build_table(params: CostParams, v: Variant, align: int = 1, staging_capacity
     if staging_capacity is not None:
         useful &= st <= staging_capacity
     sel = np.flatnonzero(useful.ravel())
-    cost, nbytes, fa, st = (a.ravel()[sel] for a in (cost, f + st, fa, st))
+    cost, nbytes, fa, st, ac = (a.ravel()[sel] for a in (cost, f + st, fa, st, ac))
     front = _pareto(cost, nbytes, fa)
-    cost, nbytes, fa, st, front = cost[front], nbytes[front], fa[front], st[front], sel[front]
+    cost, nbytes, fa, st, ac, front = cost[front], nbytes[front], fa[front], st[front], ac[front], sel[front]
     table.combo = front // k
     table.choice = choices[front % k]
-    table.cost, table.nbytes, table.aligned, table.staging = cost, nbytes, fa, st
+    table.cost, table.nbytes, table.aligned, table.staging, table.activation = cost, nbytes, fa, st, ac
     return table
 
 
