@@ -4,8 +4,12 @@
 from __future__ import annotations
 
 import argparse
+import configparser
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +33,28 @@ def test_version(capsys):
 def test_help_exits_zero_in_process(capsys):
     rc, out, _ = run(["solve", "--help"], capsys)
     assert rc == 0 and "--time-limit" in out
+
+
+def test_the_process_entry_is_main_with_its_exit_codes(tmp_path):
+    """`planner` (the console script) and `python -m planner` run console_main, which is main
+    with the collector tuned for a short process: same output, same exit codes, and a plan
+    written the same way."""
+    cfg = configparser.ConfigParser()
+    cfg.read(Path(__file__).resolve().parents[1] / "setup.cfg")
+    assert cfg["options.entry_points"]["console_scripts"].strip() == "planner = planner.cli:console_main"
+
+    def proc(*args):
+        return subprocess.run([sys.executable, "-m", "planner", *map(str, args)], capture_output=True,
+                              text=True, cwd=tmp_path)
+
+    r = proc("--version")
+    assert (r.returncode, r.stdout.strip()) == (0, f"planner {planner.__version__}")
+    r = proc("solve", "--cores", "many", example_net("ecg_block"), "gap9", "-o", tmp_path / "o")
+    assert r.returncode == 2 and "--cores" in r.stderr and "Traceback" not in r.stderr
+    r = proc("inspect", tmp_path / "missing.onnx")
+    assert r.returncode == 1 and "missing.onnx" in r.stderr and "Traceback" not in r.stderr
+    r = proc("solve", example_net("ecg_block"), "gap9", "-o", tmp_path / "o", "-q", "--no-emit")
+    assert r.returncode == 0 and json.loads((tmp_path / "o" / "plan.json").read_text())["layers"]
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

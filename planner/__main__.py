@@ -1,0 +1,7 @@
+"""`python -m planner`: the same as the `planner` command."""
+
+import sys
+
+from planner.cli import console_main
+
+sys.exit(console_main())
