@@ -74,7 +74,7 @@ def _cases(out: Path) -> list[tuple[str, str, list[str]]]:
     # the last one again through main() without console_main's collector tuning: what it saves
     label, _, cmd = cases[-1]
     cases.append((label.replace("(plan + C project)", "(plan + C), untuned collector"), "",
-                  [py, "-c", f"import sys; from planner.cli import main; sys.exit(main({cmd[3:]!r}))"]))
+                  [py, "-c", f"import sys; from planner.cli import main; sys.exit(main({cmd[len(planner):]!r}))"]))
     return cases
 
 

@@ -280,10 +280,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def console_main(argv: Sequence[str] | None = None) -> int:
     """The `planner` process (console script, `python -m planner`): main() with the cyclic
-    collector tuned for a short-lived process. Importing numpy, onnx and Mako leaves ~0.5 M
-    long-lived objects; the collector's full sweeps over them while they are created, and once
-    more while the interpreter shuts down, were ~15 % of a `planner solve` (benchmarks/README.md,
-    Start-up). Young generations still collect as usual (short-lived cycles such as tracebacks);
+    collector tuned for a short-lived process. Importing numpy, onnx and Mako leaves ~50 k
+    long-lived tracked objects; the collector's full sweep over them while they are created, and
+    the freeing of every cyclic structure while the interpreter shuts down, were 11-14 % of a
+    `planner solve` (benchmarks/README.md, Start-up). Young generations still collect as usual (short-lived cycles such as tracebacks);
     only full sweeps wait ten times longer. Not for in-process callers: freezing is permanent."""
     young, middle, _ = gc.get_threshold()
     gc.set_threshold(young, middle, 100)
